@@ -1,0 +1,1 @@
+"""Spectroscopic survey readers (one module per survey) and the compiler of the unified target list."""
