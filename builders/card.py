@@ -1,0 +1,224 @@
+"""Dataset cards (README.md with YAML configs and features) and their plots, rendered from dataset_card.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mantis_data.bands import BANDS, SURVEYS
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
+from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES, SCALAR_FIELDS, SPLITS, parquet_features, webdataset_features
+
+from .io import atomic_path, atomic_write_bytes
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card.md"
+
+FORMATS = {
+    "webdataset": {"folder": WEBDATASET_DIR, "title": "WebDataset", "suffix": ".tar"},
+    "parquet": {"folder": PARQUET_DIR, "title": "Parquet", "suffix": ".parquet"},
+}
+
+
+def render_template(template: str, values: dict[str, str]) -> str:
+    """Replace ``{{ name }}`` placeholders; an unknown name is an error, not a silent blank."""
+
+    def sub(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"dataset card template uses {{{{ {name} }}}} but no value was given")
+        return str(values[name])
+
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, template)
+
+
+def markdown_table(frame: pd.DataFrame, index_name: str | None = None) -> str:
+    """A GitHub-flavoured markdown table of a DataFrame (index as first column when named)."""
+    df = frame.reset_index() if index_name is not None else frame
+    if index_name is not None:
+        df = df.rename(columns={df.columns[0]: index_name})
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in df.columns) + " |"
+    rows = ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def band_table() -> str:
+    """The 9-band table from mantis_data.bands."""
+    rows = []
+    for b in BANDS:
+        s = SURVEYS[b.survey]
+        zp = "25 + 2.5 log10(EXPTIME) (per sample: `ps1_zp`)" if s.zero_point is None else f"{s.zero_point:g}"
+        rows.append(
+            {
+                "band": b.name,
+                "survey": s.title,
+                "wavelength (A)": f"{b.wavelength_angstrom:g}",
+                "pixel scale (arcsec)": f"{s.pixel_scale_arcsec:g}",
+                "cutout (px)": f"{s.cutout_size} x {s.cutout_size}",
+                "field (arcsec)": f"{s.field_of_view_arcsec:g}",
+                "flux unit": s.flux_unit,
+                "zero point (mag)": f"{zp} {s.mag_system}",
+            }
+        )
+    return markdown_table(pd.DataFrame(rows))
+
+
+def schema_table(fmt: str) -> str:
+    """The sample schema with types and units, named as the given format stores them."""
+    rows = []
+    if fmt == "webdataset":
+        rows.append({"field": "`__key__`", "type": "string", "meaning": "target_id (no dots)"})
+    else:
+        rows.append({"field": "`target_id`", "type": "string", "meaning": "survey name + '-' + survey object id"})
+    for f in IMAGE_FIELDS:
+        name = f"{f}.npy" if fmt == "webdataset" else f
+        bands = " ".join(SURVEYS[f].bands)
+        rows.append(
+            {
+                "field": f"`{name}`",
+                "type": f"float32 {IMAGE_SHAPES[f]}",
+                "meaning": f"{bands}, {SURVEYS[f].flux_unit}, {SURVEYS[f].pixel_scale_arcsec:g} arcsec/px",
+            }
+        )
+    for name, (arrow, _, meaning) in SCALAR_FIELDS.items():
+        field = f"`json.{name}`" if fmt == "webdataset" else f"`{name}`"
+        rows.append({"field": field, "type": str(arrow), "meaning": meaning})
+    return markdown_table(pd.DataFrame(rows))
+
+
+def card_yaml(fmt: str, shard_names: dict[str, list[str]], version: str) -> dict:
+    """The YAML header of one card: configs (default, tiny) and dataset_info features."""
+    suffix = FORMATS[fmt]["suffix"]
+    splits = [s for s in SPLITS if shard_names.get(s)]
+    default = [{"split": s, "path": f"data/{s}-*{suffix}"} for s in splits]
+    tiny = [{"split": s, "path": f"data/{shard_names[s][0]}{suffix}"} for s in splits]
+    features = webdataset_features() if fmt == "webdataset" else parquet_features()
+    return {
+        "pretty_name": f"Mantis Shrimp ({FORMATS[fmt]['title']})",
+        "license": "cc-by-4.0",
+        "task_categories": ["image-classification", "tabular-regression"],
+        "tags": ["astronomy", "photometric-redshift", "galaxies", "multi-band", "webdataset" if fmt == "webdataset" else "parquet"],
+        "configs": [
+            {"config_name": "default", "data_files": default, "default": True},
+            {"config_name": "tiny", "data_files": tiny},
+        ],
+        "dataset_info": [
+            {"config_name": "default", "features": features._to_yaml_list()},
+            {"config_name": "tiny", "features": features._to_yaml_list()},
+        ],
+        "version": version,
+    }
+
+
+def plot_redshifts(release_targets: pd.DataFrame, path: Path) -> None:
+    """PNG: redshift histogram per survey of the release's samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    bins = np.linspace(0, 1.6, 81)
+    for survey, part in release_targets.groupby("survey"):
+        ax.hist(part["z"], bins=bins, histtype="step", lw=1.5, label=f"{survey} ({len(part)})")
+    ax.set_xlabel("spectroscopic redshift z")
+    ax.set_ylabel("galaxies per 0.02")
+    ax.legend()
+    ax.set_title("Mantis Shrimp: redshift distribution per survey")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_sky(release_targets: pd.DataFrame, path: Path) -> None:
+    """PNG: sky positions (Mollweide, RA increasing to the left) coloured by survey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.add_subplot(111, projection="mollweide")
+    for survey, part in release_targets.groupby("survey"):
+        ra = np.radians(part["ra"].to_numpy())
+        ra = np.where(ra > np.pi, ra - 2 * np.pi, ra)
+        ax.scatter(-ra, np.radians(part["dec"].to_numpy()), s=1, label=survey)
+    ax.set_xticklabels([f"{d}°" for d in (150, 120, 90, 60, 30, 0, 330, 300, 270, 240, 210)])
+    ax.grid(True, lw=0.3)
+    ax.legend(loc="lower right", fontsize=8, markerscale=5)
+    ax.set_title("Mantis Shrimp: sky distribution (ICRS)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_cards(
+    out_root: Path,
+    manifest: dict,
+    shard_names: dict[str, list[str]],
+    release_targets: pd.DataFrame,
+    catalog_table: pd.DataFrame,
+    cutout_rejections: dict[str, int],
+    dust_note: str,
+) -> list[Path]:
+    """Write README.md and assets/*.png into both dataset folders; return the written paths."""
+    template = TEMPLATE.read_text()
+    counts = pd.DataFrame(manifest["counts_by_survey"]).fillna(0).astype(int)
+    counts = counts.reindex(columns=[s for s in SPLITS if s in counts.columns])
+    counts.loc["total"] = counts.sum(axis=0)
+    counts["all"] = counts.sum(axis=1)
+    cutouts = (
+        markdown_table(pd.DataFrame({"reason": list(cutout_rejections), "targets": list(cutout_rejections.values())}))
+        if cutout_rejections
+        else "None."
+    )
+    written = []
+    for fmt, spec in FORMATS.items():
+        other = FORMATS["parquet" if fmt == "webdataset" else "webdataset"]
+        folder = out_root / spec["folder"]
+        if fmt == "webdataset":
+            plain = (
+                "Plain `webdataset`, without this package or 🤗 Datasets:\n\n```python\nimport webdataset as wds\n\n"
+                f'urls = "{spec["folder"]}/data/train-{{00000..{len(shard_names.get("train", [""])) - 1:05d}}}.tar"\n'
+                'for sample in wds.WebDataset(urls, shardshuffle=False).decode():\n'
+                '    ps1, meta = sample["ps1.npy"], sample["json"]   # (5, 170, 170) float32, dict\n```'
+            )
+            stream_print = 'sample["__key__"], sample["json"]["z"]'
+        else:
+            plain = (
+                "Plain `pyarrow`, without this package or 🤗 Datasets:\n\n```python\nimport numpy as np, pyarrow.parquet as pq\n\n"
+                f'table = pq.read_table("{spec["folder"]}/data/train-00000.parquet")\n'
+                'ps1 = np.asarray(table.column("ps1").combine_chunks().storage.flatten().flatten().flatten()).reshape(-1, 5, 170, 170)\n```'
+            )
+            stream_print = 'sample["target_id"], sample["z"]'
+        values = {
+            "format_title": spec["title"],
+            "other_folder": other["folder"],
+            "other_title": other["title"],
+            "folder": spec["folder"],
+            "version": manifest["version"],
+            "build_note": manifest.get("note", ""),
+            "counts_table": markdown_table(counts, index_name="survey"),
+            "band_table": band_table(),
+            "schema_table": schema_table(fmt),
+            "catalog_table": markdown_table(catalog_table, index_name="survey"),
+            "cutout_table": cutouts,
+            "dust_note": dust_note,
+            "stream_print": stream_print,
+            "plain_snippet": plain,
+        }
+        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"]), sort_keys=False, allow_unicode=True)
+        text = f"---\n{header}---\n\n{render_template(template, values)}"
+        readme = folder / "README.md"
+        atomic_write_bytes(text.encode("utf-8"), readme)
+        (folder / "assets").mkdir(parents=True, exist_ok=True)
+        plot_redshifts(release_targets, folder / "assets" / "redshift_hist.png")
+        plot_sky(release_targets, folder / "assets" / "sky_map.png")
+        written += [readme, folder / "assets" / "redshift_hist.png", folder / "assets" / "sky_map.png"]
+    return written

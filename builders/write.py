@@ -1,0 +1,169 @@
+"""Shard plan and shard writers: one shard task -> one WebDataset tar and one Parquet file.
+
+The unit of work is one output shard: a fixed, deterministic list of targets. A task reads each
+target's stamps, assembles and quality-checks it, and writes both encodings of the samples that pass,
+atomically (temp name + rename), byte-deterministically (fixed tar headers, fixed Parquet options).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, sha256_file
+from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdataset_members
+
+from .assemble import Target, assemble
+from .cutouts.base import CutoutSource
+from .io import atomic_path
+from .split import shuffle_key
+
+PARQUET_ROW_GROUP = 32
+"""Samples per Parquet row group (~19 MB of images): the unit a map-style reader decodes."""
+
+
+@dataclass
+class ShardTask:
+    """One output shard: its split, index and the targets it holds, in order."""
+
+    split: str
+    index: int
+    targets: list[Target]
+
+    @property
+    def name(self) -> str:
+        """File stem of the shard, e.g. ``train-00003``."""
+        return f"{self.split}-{self.index:05d}"
+
+    def fingerprint(self) -> str:
+        """Hash of the task's content (targets and their values): a rerun skips a shard only if it matches."""
+        h = hashlib.sha256(self.name.encode())
+        for t in self.targets:
+            h.update(json.dumps(asdict(t), sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+
+@dataclass
+class ShardResult:
+    """What a shard task wrote and rejected."""
+
+    name: str
+    split: str
+    fingerprint: str
+    samples: list[str] = field(default_factory=list)
+    rejections: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)
+
+
+def plan_shards(targets: pd.DataFrame, samples_per_shard: int) -> list[ShardTask]:
+    """Split accepted targets (with ``split`` and ``chunk`` columns) into shard tasks, shuffled within each split."""
+    if samples_per_shard < 1:
+        raise ValueError("samples_per_shard must be >= 1")
+    tasks: list[ShardTask] = []
+    for split in SPLITS:
+        part = targets[targets["split"] == split]
+        if part.empty:
+            continue
+        part = part.assign(_key=shuffle_key(part["target_id"])).sort_values(["_key", "target_id"], kind="stable")
+        rows = [
+            Target(
+                target_id=r.target_id,
+                survey=r.survey,
+                survey_objid=str(r.survey_objid),
+                ra=float(r.ra),
+                dec=float(r.dec),
+                z=float(r.z),
+                z_conflict=bool(getattr(r, "z_conflict", False)),
+                split=split,
+                chunk=int(r.chunk),
+                ebv_csfd=_none_if_nan(getattr(r, "ebv_csfd", None)),
+                ebv_planck=_none_if_nan(getattr(r, "ebv_planck", None)),
+            )
+            for r in part.itertuples(index=False)
+        ]
+        for i in range(0, len(rows), samples_per_shard):
+            tasks.append(ShardTask(split, i // samples_per_shard, rows[i : i + samples_per_shard]))
+    return tasks
+
+
+def _none_if_nan(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def shard_paths(out_root: Path, task: ShardTask) -> dict[str, Path]:
+    """Relative paths (from the release root) of a task's two files."""
+    return {
+        "webdataset": Path(WEBDATASET_DIR) / "data" / f"{task.name}.tar",
+        "parquet": Path(PARQUET_DIR) / "data" / f"{task.name}.parquet",
+    }
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_tar(samples: list[dict], path: Path) -> None:
+    """Write samples as a WebDataset tar with fixed headers (byte-deterministic), atomically."""
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for sample in samples:
+            for name, data in webdataset_members(sample):
+                tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+
+
+def write_parquet(samples: list[dict], path: Path) -> None:
+    """Write samples as a Parquet file with Array3D image columns, atomically."""
+    table = samples_to_table(samples)
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            table,
+            tmp,
+            row_group_size=PARQUET_ROW_GROUP,
+            compression="zstd",
+            write_statistics=["z", "ra", "dec", "split", "survey", "chunk"],
+        )
+
+
+def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> ShardResult:
+    """Read, assemble and write one shard (both encodings); return what was written and rejected."""
+    out_root = Path(out_root)
+    result = ShardResult(name=task.name, split=task.split, fingerprint=task.fingerprint())
+    samples = []
+    for target in task.targets:
+        stamps = source.get(target.target_id, target.ra, target.dec)
+        sample, why = assemble(target, stamps)
+        if why is not None:
+            result.rejections[target.target_id] = why
+            continue
+        validate_sample(sample)
+        samples.append(sample)
+    result.samples = [s["target_id"] for s in samples]
+    rel = shard_paths(out_root, task)
+    write_tar(samples, out_root / rel["webdataset"])
+    write_parquet(samples, out_root / rel["parquet"])
+    for fmt, path in rel.items():
+        full = out_root / path
+        result.files[path.as_posix()] = {
+            "sha256": sha256_file(full),
+            "bytes": full.stat().st_size,
+            "samples": len(samples),
+            "split": task.split,
+            "format": fmt,
+        }
+    return result

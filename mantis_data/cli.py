@@ -1,0 +1,82 @@
+"""``mantis-data``: inspect, verify and evaluate Mantis Shrimp releases."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import MantisDataError
+
+
+def run_info(path: str | Path) -> int:
+    """Print a release's version, counts per split and survey, and its files."""
+    from .release import open_release
+
+    release = open_release(path)
+    m = release.manifest
+    print(f"Mantis Shrimp release {m['version']} at {release.root}")
+    print(f"  built by {m.get('code_version', '?')}; {m.get('total', sum(release.counts.values()))} samples")
+    for split, n in release.counts.items():
+        surveys = ", ".join(f"{k} {v}" for k, v in m.get("counts_by_survey", {}).get(split, {}).items())
+        print(f"  {split:<10} {n:>8}   {surveys}")
+    for fmt in ("webdataset", "parquet"):
+        shards = [i for i in m["files"].values() if i.get("format") == fmt]
+        size = sum(i["bytes"] for i in shards) / 1e6
+        print(f"  {fmt:<10} {len(shards):>4} shards, {size:,.1f} MB")
+    if m.get("cutout_rejections"):
+        print("  cutout rejections: " + ", ".join(f"{k} {v}" for k, v in m["cutout_rejections"].items()))
+    print(f"  dust: {m.get('dust', {}).get('mode', '?')}")
+    return 0
+
+
+def run_verify(path: str | Path) -> int:
+    """Verify a release; print each problem and return 1 if there is any, else 0."""
+    from .release import verify
+
+    problems = verify(path, progress=sys.stderr.isatty())
+    if problems:
+        for p in problems:
+            print(f"FAIL {p}")
+        print(f"{len(problems)} problem(s) in {path}")
+        return 1
+    print(f"OK: {path} matches its manifest")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mantis-data``."""
+    parser = argparse.ArgumentParser(prog="mantis-data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="summarise a release")
+    info.add_argument("release", type=Path)
+    verify = sub.add_parser("verify", help="check a release's checksums, counts and structure")
+    verify.add_argument("release", type=Path)
+    try:
+        from .evaluate import add_evaluate_arguments
+
+        evaluate = sub.add_parser("evaluate", help="photo-z metrics report of a predictions file")
+        add_evaluate_arguments(evaluate)
+    except ImportError:  # evaluation needs matplotlib
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            return run_info(args.release)
+        if args.command == "verify":
+            return run_verify(args.release)
+        from .evaluate import run_evaluate
+
+        return run_evaluate(args)
+    except MantisDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

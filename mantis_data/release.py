@@ -1,0 +1,170 @@
+"""Open a Mantis Shrimp release folder: its manifest, counts and files; verify checksums and structure.
+
+A release folder holds::
+
+    MANIFEST.json                      version, inputs, parameters, per-file sha256 and counts
+    targets_audit.parquet              every input catalog row, accepted or with a reject reason
+    mantis_shrimp/README.md            card (YAML configs) + data/{split}-{i:05d}.tar   (WebDataset)
+    mantis_shrimp-parquet/README.md    card + data/{split}-{i:05d}.parquet               (Parquet)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ReleaseError
+from .schema import IMAGE_FIELDS, SCALAR_FIELDS, SPLITS
+
+WEBDATASET_DIR = "mantis_shrimp"
+PARQUET_DIR = "mantis_shrimp-parquet"
+MANIFEST_NAME = "MANIFEST.json"
+AUDIT_NAME = "targets_audit.parquet"
+WEBDATASET_MEMBERS = tuple(f"{f}.npy" for f in IMAGE_FIELDS) + ("json",)
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Release:
+    """A release folder and its manifest."""
+
+    root: Path
+    manifest: dict
+
+    @property
+    def version(self) -> str:
+        """Release version string."""
+        return str(self.manifest.get("version"))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Samples per split."""
+        return {k: int(v) for k, v in self.manifest["counts"].items()}
+
+    def shards(self, fmt: str = "webdataset", split: str | None = None) -> list[Path]:
+        """Absolute shard paths of one format ("webdataset" or "parquet"), optionally of one split, in order."""
+        out = [
+            self.root / rel
+            for rel, info in sorted(self.manifest["files"].items())
+            if info.get("format") == fmt and (split is None or info.get("split") == split)
+        ]
+        return out
+
+
+def open_release(root: str | Path) -> Release:
+    """Open a release folder (the one holding MANIFEST.json, or one of its two dataset folders)."""
+    root = Path(root)
+    if not root.exists():
+        raise ReleaseError(f"{root} does not exist")
+    if not (root / MANIFEST_NAME).exists() and (root.parent / MANIFEST_NAME).exists():
+        root = root.parent
+    path = root / MANIFEST_NAME
+    if not path.exists():
+        raise ReleaseError(f"{root} is not a Mantis Shrimp release: no {MANIFEST_NAME} (build one with `python -m builders demo`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReleaseError(f"{path}: unreadable manifest ({exc})") from exc
+    for key in ("version", "counts", "files"):
+        if key not in manifest:
+            raise ReleaseError(f"{path}: manifest has no {key!r} entry")
+    return Release(root=root, manifest=manifest)
+
+
+def _check_tar(path: Path, expected_samples: int) -> str | None:
+    try:
+        with tarfile.open(path, "r:") as tar:
+            names = tar.getnames()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"not a readable tar ({exc})"
+    members: dict[str, list[str]] = {}
+    for name in names:
+        key, _, field = Path(name).name.partition(".")
+        members.setdefault(key, []).append(field)
+    for key, fields in members.items():
+        if sorted(fields) != sorted(WEBDATASET_MEMBERS):
+            return f"sample {key!r} has members {sorted(fields)}, expected {sorted(WEBDATASET_MEMBERS)}"
+    if len(members) != expected_samples:
+        return f"holds {len(members)} samples, manifest says {expected_samples}"
+    return None
+
+
+def _check_parquet(path: Path, expected_samples: int) -> str | None:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        return f"not a readable Parquet file ({exc})"
+    names = set(meta.schema.to_arrow_schema().names)
+    missing = [c for c in ("target_id", *IMAGE_FIELDS, *SCALAR_FIELDS) if c not in names]
+    if missing:
+        return f"missing columns {missing}"
+    if meta.num_rows != expected_samples:
+        return f"holds {meta.num_rows} samples, manifest says {expected_samples}"
+    return None
+
+
+def verify(root: str | Path, progress: bool = False) -> list[str]:
+    """Check every file of a release against its manifest; return problems (empty = release is intact).
+
+    Checks: each listed file exists with its size and sha256; no unlisted shard in a data folder;
+    each tar has the 4 members per sample and each Parquet file the schema's columns; sample counts
+    per file and per split agree with the manifest.
+    """
+    release = open_release(root)
+    problems: list[str] = []
+    files = release.manifest["files"]
+    iterator = sorted(files.items())
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="verify", unit="file")
+    per_split: dict[str, Counter] = {"webdataset": Counter(), "parquet": Counter()}
+    for rel, info in iterator:
+        path = release.root / rel
+        if not path.exists():
+            problems.append(f"{rel}: missing")
+            continue
+        if path.stat().st_size != info.get("bytes"):
+            problems.append(f"{rel}: size {path.stat().st_size} bytes, manifest says {info.get('bytes')}")
+            continue
+        if sha256_file(path) != info.get("sha256"):
+            problems.append(f"{rel}: sha256 mismatch (file corrupted or changed)")
+            continue
+        fmt = info.get("format")
+        if fmt == "webdataset":
+            why = _check_tar(path, int(info["samples"]))
+        elif fmt == "parquet":
+            why = _check_parquet(path, int(info["samples"]))
+        else:
+            why = None
+        if why:
+            problems.append(f"{rel}: {why}")
+        if fmt in per_split:
+            per_split[fmt][info["split"]] += int(info["samples"])
+    for folder, suffix in ((WEBDATASET_DIR, ".tar"), (PARQUET_DIR, ".parquet")):
+        data = release.root / folder / "data"
+        if data.exists():
+            for path in sorted(data.iterdir()):
+                rel = path.relative_to(release.root).as_posix()
+                if path.suffix == suffix and rel not in files:
+                    problems.append(f"{rel}: shard not listed in the manifest")
+    for fmt, counter in per_split.items():
+        for split in SPLITS:
+            expected = release.counts.get(split, 0)
+            if counter.get(split, 0) != expected and not any(p.endswith(": missing") for p in problems):
+                problems.append(f"{fmt} {split}: files hold {counter.get(split, 0)} samples, manifest says {expected}")
+    return problems

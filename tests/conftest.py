@@ -1,0 +1,36 @@
+"""Shared fixtures: an offline, isolated Hugging Face cache and a small demo release built once per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports `datasets`: never touch the network or the user's cache.
+_HF_HOME = tempfile.mkdtemp(prefix="mantis-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+DEMO_N = 160
+"""Galaxies in the test sky: enough for every planted defect, small enough for seconds."""
+
+
+def build_demo(out: Path, n: int = DEMO_N, seed: int = 0, workers: int = 2) -> Path:
+    """Run the demo command (the same code path as a user) into ``out``."""
+    from builders.__main__ import main
+
+    rc = main(["demo", "--out", str(out), "--n", str(n), "--seed", str(seed), "--shard-mb", "8", "--workers", str(workers)])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_release(tmp_path_factory) -> Path:
+    """A demo release built once for the whole test session (read-only for tests)."""
+    return build_demo(tmp_path_factory.mktemp("demo") / "ms")
