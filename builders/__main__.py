@@ -42,6 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         shard_mb=args.shard_mb,
         workers=args.workers,
         dust=args.dust,
+        dust_dir=args.dust_dir,
         source_description=f"local FITS folder {args.cutouts}",
     )
     _print_release(manifest, Path(args.out))
@@ -92,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         version=args.release_version,
         shard_mb=args.shard_mb,
         workers=args.workers,
-        dust="none",
+        dust=args.dust,
         note=f"**This is a demo release built from a mock sky ({args.n} simulated galaxies, seed {args.seed}), not real data.**",
         source_description=f"mock sky cutouts in {inputs / 'cutouts'}",
     )
@@ -110,6 +111,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m builders``."""
+    from mantis_data.dust import DEFAULT_DUST_MODE, DUST_MODES
+
     from .build import DEFAULT_SHARD_MB
 
     parser = argparse.ArgumentParser(prog="python -m builders", description=__doc__)
@@ -122,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB (default 64)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
     demo.add_argument("--release-version", default="0.1.0-demo")
+    demo.add_argument(
+        "--dust", default="bh", choices=DUST_MODES, help="E(B-V) maps (default bh: ships with dustmaps, demo only)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     cat = sub.add_parser("catalogs", help="compile targets.parquet from survey catalogs")
@@ -136,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path)
     build.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB)
     build.add_argument("--workers", type=int, default=None)
-    build.add_argument("--dust", default="none", choices=["none"], help="E(B-V) source (only 'none' for now)")
+    build.add_argument(
+        "--dust",
+        default=DEFAULT_DUST_MODE,
+        choices=DUST_MODES,
+        help="E(B-V) maps: csfd-planck (default, the released model's), csfd-gnilc, bh (demo only), none",
+    )
+    build.add_argument("--dust-dir", type=Path, default=None, help="dustmaps data directory (default: dustmaps' own)")
     build.add_argument("--release-version", default="0.0.0-dev")
     build.set_defaults(func=cmd_build)
 

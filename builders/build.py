@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import mantis_data
+from mantis_data.dust import DustMaps, check_dust_maps, describe
 from mantis_data.errors import InputDataError
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR
 from mantis_data.schema import IMAGE_DTYPE, IMAGE_SHAPES, SPLITS
@@ -91,6 +92,7 @@ def build_release(
     shard_mb: float = DEFAULT_SHARD_MB,
     workers: int | None = None,
     dust: str = "none",
+    dust_dir: str | Path | None = None,
     note: str = "",
     source_description: str = "",
     progress: bool = True,
@@ -101,8 +103,7 @@ def build_release(
     for p in (targets_path, catalog_audit_path):
         if not p.exists():
             raise InputDataError(f"{p} does not exist; run `python -m builders catalogs` first")
-    if dust != "none":
-        raise InputDataError(f"--dust {dust!r} is not available yet; use --dust none")
+    check_dust_maps(dust, dust_dir)  # before any work: a missing map stops here, naming the files
     out_root = Path(out)
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / MANIFEST_NAME).unlink(missing_ok=True)  # the folder is not a finished release until rewritten
@@ -111,8 +112,8 @@ def build_release(
     if targets["target_id"].duplicated().any():
         dup = targets.loc[targets["target_id"].duplicated(), "target_id"].iloc[0]
         raise InputDataError(f"{targets_path}: target_id {dup!r} appears twice; recompile the catalogs")
-    targets["ebv_csfd"] = np.nan
-    targets["ebv_planck"] = np.nan
+    for column, values in DustMaps(dust, dust_dir).ebv(targets["ra"].to_numpy(), targets["dec"].to_numpy()).items():
+        targets[column] = values
     per_shard = samples_per_shard(shard_mb)
     tasks = plan_shards(targets, per_shard)
     results = run_shards(tasks, source, out_root, workers=workers, progress=progress)
@@ -162,7 +163,7 @@ def build_release(
         },
         "z_conflicts": int(audit.loc[audit["accepted"], "z_conflict"].sum()),
         "cutout_rejections": cutout_rejections,
-        "dust": {"mode": dust, "ebv_csfd": None, "ebv_planck": None},
+        "dust": describe(dust),
         "parameters": {
             "samples_per_shard": per_shard,
             "shard_mb": shard_mb,
@@ -181,7 +182,7 @@ def build_release(
     }
     from .card import write_cards
 
-    dust_note = "not computed in this release (`--dust none`): `ebv_csfd` and `ebv_planck` are null."
+    dust_note = describe(dust)["note"]
     cards = write_cards(out_root, manifest, _shard_names(files), release_targets, catalog_table, cutout_rejections, dust_note)
     for path in [*cards, out_root / AUDIT_NAME]:
         rel = path.relative_to(out_root).as_posix()
