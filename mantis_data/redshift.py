@@ -117,7 +117,7 @@ def _check_chunk(p: np.ndarray, s: np.ndarray, start: int, atol: float) -> None:
     if bad_sum.any():
         i = int(np.flatnonzero(bad_sum)[0])
         raise InvalidPMFError(
-            f"PMF row {start + i} sums to {s[i]!r}, not 1 (tolerance {atol:g}); "
+            f"PMF row {start + i} sums to {float(s[i])!r}, not 1 (tolerance {atol:g}); "
             f"{int(bad_sum.sum())} row(s) in rows {start}..{start + len(s) - 1} are affected. "
             "Pass probabilities (softmax of the logits), not logits, or normalise with "
             "pmf / pmf.sum(axis=-1, keepdims=True); rows with NaN or inf must be removed"
@@ -125,7 +125,7 @@ def _check_chunk(p: np.ndarray, s: np.ndarray, start: int, atol: float) -> None:
     if p.min() < 0:
         i = int(np.flatnonzero((p < 0).any(axis=1))[0])
         raise InvalidPMFError(
-            f"PMF row {start + i} has negative probabilities (min {p[i].min()!r}); "
+            f"PMF row {start + i} has negative probabilities (min {float(p[i].min())!r}); "
             "pass probabilities (softmax of the logits), not logits"
         )
 
@@ -160,7 +160,8 @@ def point_estimate(pmf, atol: float = PMF_SUM_ATOL) -> np.ndarray:
 def _cdf_rows(p: np.ndarray, s: np.ndarray, z: np.ndarray) -> np.ndarray:
     """CDF at z of float64 PMF rows p with sums s (the cell reading described above)."""
     u = (z - CELL_EDGES[0]) / BIN_WIDTH  # position in cells from the lower edge of cell 0
-    i = np.clip(np.floor(np.nan_to_num(u, nan=0.0, posinf=N_BINS, neginf=-1.0)), 0, N_BINS - 1).astype(np.intp)
+    u_safe = np.nan_to_num(u, nan=0.0, posinf=N_BINS, neginf=-1.0)
+    i = np.clip(np.floor(u_safe), 0, N_BINS - 1).astype(np.intp)  # the cell holding z (or the end one)
     frac = np.clip(u - i, 0.0, 1.0)
     below = np.cumsum(p, axis=1)  # mass up to the upper edge of each cell
     rows = np.arange(p.shape[0])
@@ -208,7 +209,9 @@ def credible_interval(pmf, level: float = 0.68, atol: float = PMF_SUM_ATOL) -> t
     """Central credible interval (lo, hi) in redshift holding `level` of each PMF's mass, (1-level)/2 each side."""
     level = float(level)
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be a probability strictly between 0 and 1, e.g. 0.68 or 0.9; got {level}")
+        raise ValueError(
+            f"level must be a probability strictly between 0 and 1, e.g. 0.68 or 0.9; got {level}"
+        )
     rows, lead = _as_pmf_rows(pmf)
     lo = np.empty(rows.shape[0], dtype=np.float64)
     hi = np.empty(rows.shape[0], dtype=np.float64)

@@ -1,0 +1,142 @@
+"""PMF -> PDF, CDF, point estimate and credible intervals over the 400-value grid (hand-computed cases)."""
+
+import numpy as np
+import pytest
+
+from mantis_data.errors import MantisDataError
+from mantis_data.redshift import (
+    BIN_WIDTH,
+    CELL_EDGES,
+    GRID,
+    N_BINS,
+    InvalidPMFError,
+    cdf_at,
+    credible_interval,
+    pdf_at,
+    pmf_to_pdf,
+    point_estimate,
+    redshift_class,
+    validate_pmf,
+)
+
+
+def one_hot(k, n=None):
+    """PMFs with all their mass in class k (one row per k)."""
+    k = np.atleast_1d(k)
+    p = np.zeros((k.size, N_BINS))
+    p[np.arange(k.size), k] = 1.0
+    return p
+
+
+@pytest.fixture
+def two_point():
+    """Mass 0.25 at grid value 0.04 (class 10) and 0.75 at 0.08 (class 20)."""
+    p = np.zeros(N_BINS)
+    p[10], p[20] = 0.25, 0.75
+    return p
+
+
+def test_grid_constants_unchanged():
+    assert N_BINS == 400 and BIN_WIDTH == pytest.approx(0.004)
+    assert GRID[0] == 0.0 and GRID[1] == pytest.approx(0.004) and GRID[-1] == pytest.approx(1.596)
+    assert CELL_EDGES.shape == (401,)
+    assert CELL_EDGES[0] == pytest.approx(-0.002) and CELL_EDGES[-1] == pytest.approx(1.598)
+    np.testing.assert_allclose(0.5 * (CELL_EDGES[1:] + CELL_EDGES[:-1]), GRID, atol=1e-15)
+
+
+def test_cells_match_redshift_class():
+    z = np.random.default_rng(0).uniform(0.0001, 1.5979, 10_000)
+    cell = np.searchsorted(CELL_EDGES, z, side="right") - 1
+    np.testing.assert_array_equal(cell, redshift_class(z))
+
+
+def test_pdf_integrates_to_one_and_keeps_shape_and_dtype():
+    rng = np.random.default_rng(1)
+    pmf = rng.dirichlet(np.full(N_BINS, 0.3), size=(2, 3)).astype(np.float32)
+    pdf = pmf_to_pdf(pmf)
+    assert pdf.shape == (2, 3, N_BINS) and pdf.dtype == np.float32
+    np.testing.assert_allclose(pdf.astype(np.float64).sum(axis=-1) * BIN_WIDTH, 1.0, rtol=1e-6)
+    uniform = np.full(N_BINS, 1 / N_BINS)
+    np.testing.assert_allclose(pmf_to_pdf(uniform), 0.625)  # 1 / (400 * 0.004)
+
+
+def test_cdf_hand_values(two_point):
+    z = np.array([-1.0, 0.0, 0.04, 0.042, 0.06, 0.08, 0.081, 2.0])
+    # cell 10 is [0.038, 0.042), cell 20 is [0.078, 0.082); the CDF is linear inside each cell
+    expected = [0.0, 0.0, 0.125, 0.25, 0.25, 0.25 + 0.375, 0.25 + 0.75 * 0.75, 1.0]
+    np.testing.assert_allclose(cdf_at(np.broadcast_to(two_point, (8, N_BINS)), z), expected, atol=1e-12)
+    # a scalar z broadcasts over many PMFs
+    np.testing.assert_allclose(cdf_at(np.stack([two_point, two_point]), 0.04), [0.125, 0.125])
+
+
+def test_cdf_is_cumulative_sum_at_edges_linear_between_and_monotone():
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.full(N_BINS, 0.5))
+    at_edges = cdf_at(np.broadcast_to(p, (N_BINS + 1, N_BINS)), CELL_EDGES)
+    np.testing.assert_allclose(at_edges, np.concatenate([[0.0], np.cumsum(p)]), atol=1e-12)
+    # at a grid value (a cell's centre) the CDF is half way between the cell's edges
+    centre = cdf_at(np.broadcast_to(p, (N_BINS, N_BINS)), GRID)
+    np.testing.assert_allclose(centre, 0.5 * (at_edges[1:] + at_edges[:-1]), atol=1e-12)
+    zz = np.linspace(-0.1, 1.7, 5001)
+    c = cdf_at(np.broadcast_to(p, (zz.size, N_BINS)), zz)
+    assert np.all(np.diff(c) >= 0) and c[0] == 0.0 and c[-1] == pytest.approx(1.0)
+
+
+def test_point_estimate(two_point):
+    assert point_estimate(two_point) == pytest.approx(0.25 * 0.04 + 0.75 * 0.08)  # 0.07
+    np.testing.assert_allclose(point_estimate(one_hot([0, 25, 399])), [0.0, 0.1, 1.596])
+    assert point_estimate(np.full(N_BINS, 1 / N_BINS)) == pytest.approx(0.798)
+    # a PMF summing to 1 - 1e-6 (float32 softmax) is rescaled, not biased low
+    assert point_estimate(one_hot(100)[0] * (1 - 1e-6)) == pytest.approx(0.4, rel=1e-12)
+
+
+def test_pdf_at_uses_the_label_rule(two_point):
+    z = np.array([0.0395, 0.0419, 0.0421, 0.08, 1.7, -0.001])
+    np.testing.assert_allclose(
+        pdf_at(np.broadcast_to(two_point, (6, N_BINS)), z), [62.5, 62.5, 0.0, 187.5, 0.0, 0.0]
+    )
+
+
+def test_credible_interval_of_a_delta_and_a_two_point_pmf(two_point):
+    lo, hi = credible_interval(one_hot([25, 300]), 0.9)
+    np.testing.assert_allclose(lo, CELL_EDGES[[25, 300]] + 0.05 * BIN_WIDTH)
+    np.testing.assert_allclose(hi, CELL_EDGES[[25, 300]] + 0.95 * BIN_WIDTH)
+    lo, hi = credible_interval(two_point, 0.5)
+    # CDF reaches 0.25 at the top of cell 10 and 0.75 two-thirds into cell 20
+    assert lo == pytest.approx(0.042) and hi == pytest.approx(0.078 + 0.004 * (0.5 / 0.75))
+
+
+@pytest.mark.parametrize("level", [0.68, 0.9, 0.95])
+def test_credible_interval_holds_the_requested_mass(level):
+    rng = np.random.default_rng(3)
+    pmf = rng.dirichlet(np.full(N_BINS, 0.2), size=200).astype(np.float32)
+    lo, hi = credible_interval(pmf, level)
+    assert np.all(lo <= hi)
+    np.testing.assert_allclose(cdf_at(pmf, hi) - cdf_at(pmf, lo), level, atol=1e-6)
+    np.testing.assert_allclose(cdf_at(pmf, lo), (1 - level) / 2, atol=1e-6)
+    with pytest.raises(ValueError):
+        credible_interval(pmf, 1.5)
+
+
+def test_validation_errors_are_clear():
+    good = np.full((3, N_BINS), 1 / N_BINS, dtype=np.float32)
+    assert validate_pmf(good) is good
+    with pytest.raises(InvalidPMFError, match=r"shape \(\.\.\., 400\).*\(3, 401\)"):
+        point_estimate(np.full((3, 401), 1 / 401))
+    bad = good.copy()
+    bad[1] *= 2
+    with pytest.raises(InvalidPMFError, match="row 1 sums to") as info:
+        cdf_at(bad, 0.5)
+    assert isinstance(info.value, MantisDataError) and isinstance(info.value, ValueError)
+    neg = good.astype(np.float64)
+    neg[2, 0] -= 0.1
+    neg[2, 1] += 0.1
+    with pytest.raises(InvalidPMFError, match="row 2 has negative"):
+        pmf_to_pdf(neg)
+    nan = good.copy()
+    nan[0, 5] = np.nan
+    with pytest.raises(InvalidPMFError, match="row 0"):
+        validate_pmf(nan)
+    logits = np.random.default_rng(0).normal(size=(2, N_BINS))
+    with pytest.raises(InvalidPMFError, match="softmax"):
+        point_estimate(logits)
