@@ -41,7 +41,7 @@ def test_load_dataset_both_formats_match_manifest(demo_release, monkeypatch):
         assert row[f].shape == IMAGE_SHAPES[f] and row[f].dtype == np.float32
     assert par["train"].features["ra"].dtype == "float64" and par["train"].features["dec"].dtype == "float64"
     assert wds["train"].features["json"]["ra"].dtype == "float64"
-    keys = wds["train"]["__key__"] + wds["test"]["__key__"]
+    keys = list(wds["train"]["__key__"]) + list(wds["test"]["__key__"])
     assert all("." not in k for k in keys)
     assert set(par["train"]["split"]) == {"train"}
     assert {j["split"] for j in wds["test"]["json"]} == {"test"}

@@ -128,7 +128,9 @@ def compile_targets(
     reject(reason, (audit["dec"] < dec_min).to_numpy(), f"dec_below_{dec_min:g}")
     reject(reason, ~((audit["z"] > 0) & (audit["z"] < z_max)).to_numpy(), "z_out_of_range")
     audit["reject_reason"] = reason
-    dup_row = audit["reject_reason"].isna() & audit["target_id"].duplicated(keep="first")
+    ok = audit["reject_reason"].isna()
+    dup_row = pd.Series(False, index=audit.index)
+    dup_row[ok] = audit.loc[ok, "target_id"].duplicated(keep="first")  # among rows that passed so far
     reason = audit["reject_reason"].copy()
     reject(reason, dup_row.to_numpy(), "duplicate_row")
     audit["reject_reason"] = reason

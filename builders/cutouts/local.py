@@ -1,0 +1,112 @@
+"""A cutout source reading FITS files from a local cutout cache folder (builders.cutouts.layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mantis_data.bands import SURVEYS
+from mantis_data.errors import InputDataError
+
+from .base import Stamps
+from .fits import CutoutError, read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
+from .layout import cutout_path
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+class LocalFitsSource:
+    """Stamps of a target from ``<root>/<survey>/<prefix>/<target_id>[.<band>].fits`` files.
+
+    Per survey, a missing file gives failures[survey] = 'missing' ('missing: g,r' when only some PS1 bands
+    are), an unparseable one 'unreadable: <why>', a wrong shape 'bad_shape: <shape>' (PS1 reasons end with
+    the band in brackets). Images are float32 with NaN as stored. ``max_offset_px``: when set, a file whose
+    WCS puts (ra, dec) farther than this from the image centre fails as 'wrong_position: <px>'.
+    """
+
+    def __init__(self, root: str | Path, max_offset_px: float | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputDataError(
+                f"cutout folder {self.root} does not exist; fetch cutouts first or pass the folder that holds "
+                "the ps1/, galex/ and unwise/ subfolders"
+            )
+        self.max_offset_px = max_offset_px
+
+    def _check_position(self, header, ra: float, dec: float) -> str | None:
+        if self.max_offset_px is None:
+            return None
+        try:
+            off = wcs_centre_offset_pixels(header, ra, dec)
+        except CutoutError as e:
+            return e.reason
+        if off > self.max_offset_px:
+            return f"wrong_position: {off:.1f} px"
+        return None
+
+    def _ps1(self, stamps: Stamps, target_id: str, ra: float, dec: float) -> None:
+        bands = SURVEYS["ps1"].bands
+        blobs = {}
+        for b in bands:
+            path = cutout_path(self.root, "ps1", target_id, b)
+            try:
+                blobs[b] = (path, _read_bytes(path))
+            except OSError as e:
+                stamps.failures["ps1"] = f"unreadable: {e.strerror or e} [{b}]"
+                return
+        missing = [b for b in bands if blobs[b][1] is None]
+        if missing:
+            stamps.failures["ps1"] = "missing" if len(missing) == len(bands) else f"missing: {','.join(missing)}"
+            return
+        images, zps = [], []
+        for b in bands:
+            path, data = blobs[b]
+            try:
+                img, zp, header = read_ps1_cutout(data, name=str(path))
+            except CutoutError as e:
+                stamps.failures["ps1"] = f"{e.reason} [{b}]"
+                return
+            bad = self._check_position(header, ra, dec)
+            if bad:
+                stamps.failures["ps1"] = f"{bad} [{b}]"
+                return
+            images.append(img)
+            zps.append(zp)
+        stamps.ps1 = np.stack(images)
+        stamps.ps1_zp = np.array(zps, dtype=np.float64)
+
+    def _legacy(self, stamps: Stamps, survey: str, target_id: str, ra: float, dec: float) -> None:
+        path = cutout_path(self.root, survey, target_id)
+        try:
+            data = _read_bytes(path)
+        except OSError as e:
+            stamps.failures[survey] = f"unreadable: {e.strerror or e}"
+            return
+        if data is None:
+            stamps.failures[survey] = "missing"
+            return
+        try:
+            cube, header = read_legacy_cube(data, survey, name=str(path))
+        except CutoutError as e:
+            stamps.failures[survey] = e.reason
+            return
+        bad = self._check_position(header, ra, dec)
+        if bad:
+            stamps.failures[survey] = bad
+            return
+        setattr(stamps, survey, cube)
+
+    def get(self, target_id: str, ra: float, dec: float) -> Stamps:
+        """The stamps of one target at (ra, dec) in degrees ICRS, read from the cache folder."""
+        stamps = Stamps(target_id=target_id)
+        self._legacy(stamps, "galex", target_id, ra, dec)
+        self._ps1(stamps, target_id, ra, dec)
+        self._legacy(stamps, "unwise", target_id, ra, dec)
+        return stamps
