@@ -11,7 +11,14 @@ import yaml
 
 from mantis_data.bands import BANDS, SURVEYS
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
-from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES, SCALAR_FIELDS, SPLITS, parquet_features, webdataset_features
+from mantis_data.schema import (
+    IMAGE_FIELDS,
+    IMAGE_SHAPES,
+    SCALAR_FIELDS,
+    SPLITS,
+    parquet_features,
+    webdataset_features,
+)
 
 from .io import atomic_path, atomic_write_bytes
 

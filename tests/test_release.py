@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, open_release, verify
 from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES, SPLITS

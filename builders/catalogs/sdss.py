@@ -57,6 +57,8 @@ def read(path: str | Path) -> pd.DataFrame:
         values, bad = to_number(frame[name])
         parsed[col] = values
         reject(reason, bad, f"unreadable_row: {name} is not a number")
+        if name in REQUIRED:
+            reject(reason, values.isna().to_numpy(), f"unreadable_row: {name} is empty")
     bad_id = ~objid_text.str.fullmatch(r"-?\d+").fillna(False).to_numpy(dtype=bool)
     reject(reason, bad_id, "unreadable_row: specObjID is not an integer")
 
