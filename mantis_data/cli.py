@@ -12,12 +12,13 @@ from .errors import MantisDataError
 def run_info(path: str | Path) -> int:
     """Print a release's version, counts per split and survey, and its files."""
     from .release import open_release
+    from .schema import SPLITS
 
     release = open_release(path)
     m = release.manifest
     print(f"Mantis Shrimp release {m['version']} at {release.root}")
     print(f"  built by {m.get('code_version', '?')}; {m.get('total', sum(release.counts.values()))} samples")
-    for split, n in release.counts.items():
+    for split, n in sorted(release.counts.items(), key=lambda kv: SPLITS.index(kv[0]) if kv[0] in SPLITS else 99):
         surveys = ", ".join(f"{k} {v}" for k, v in m.get("counts_by_survey", {}).get(split, {}).items())
         print(f"  {split:<10} {n:>8}   {surveys}")
     for fmt in ("webdataset", "parquet"):

@@ -1,4 +1,9 @@
-"""A cutout source reading FITS files from a local cutout cache folder (builders.cutouts.layout)."""
+"""A cutout source reading FITS files from a local cutout cache folder (builders.cutouts.layout).
+
+When the folder is a fetch cache (it holds ``fetch_manifest.jsonl``, see builders.cutouts.fetch), a survey
+whose files are missing reports the fetch's own reason instead of 'missing': 'no_coverage' or
+'failed: http 503 after 5 attempts' (assemble turns it into the audit's 'ps1_no_coverage', ...).
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ class LocalFitsSource:
     WCS puts (ra, dec) farther than this from the image centre fails as 'wrong_position: <px>'.
     """
 
-    def __init__(self, root: str | Path, max_offset_px: float | None = None):
+    def __init__(self, root: str | Path, max_offset_px: float | None = None, use_fetch_manifest: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputDataError(
@@ -39,6 +44,30 @@ class LocalFitsSource:
                 "the ps1/, galex/ and unwise/ subfolders"
             )
         self.max_offset_px = max_offset_px
+        self.use_fetch_manifest = use_fetch_manifest
+        self._fetch_status: dict[str, dict[str, str]] | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fetch_status"] = None  # each process reads the manifest once, lazily, instead of pickling it
+        return state
+
+    def _fetch_reason(self, target_id: str, survey: str) -> str | None:
+        """The fetch manifest's status of a survey that did not end 'ok' (None without a manifest)."""
+        if not self.use_fetch_manifest:
+            return None
+        if self._fetch_status is None:
+            from .fetch import fetch_failures, manifest_path
+
+            self._fetch_status = fetch_failures(self.root) if manifest_path(self.root).exists() else {}
+        return self._fetch_status.get(target_id, {}).get(survey)
+
+    def _explain_missing(self, stamps: Stamps, target_id: str) -> None:
+        for survey, why in list(stamps.failures.items()):
+            if why.startswith("missing"):
+                reason = self._fetch_reason(target_id, survey)
+                if reason is not None:
+                    stamps.failures[survey] = reason
 
     def _check_position(self, header, ra: float, dec: float) -> str | None:
         if self.max_offset_px is None:
@@ -109,4 +138,6 @@ class LocalFitsSource:
         self._legacy(stamps, "galex", target_id, ra, dec)
         self._ps1(stamps, target_id, ra, dec)
         self._legacy(stamps, "unwise", target_id, ra, dec)
+        if stamps.failures:
+            self._explain_missing(stamps, target_id)
         return stamps
