@@ -1,4 +1,4 @@
-"""Command line for maintainers: python -m builders {demo,catalogs,build,verify}."""
+"""Command line for maintainers: python -m builders {demo,catalogs,fetch,build,verify,publish}."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         version=args.release_version,
         shard_mb=args.shard_mb,
         workers=args.workers,
+        scheduler=args.scheduler,
         dust=args.dust,
         dust_dir=args.dust_dir,
         source_description=f"local FITS folder {args.cutouts}",
@@ -93,6 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         version=args.release_version,
         shard_mb=args.shard_mb,
         workers=args.workers,
+        scheduler=args.scheduler,
         dust=args.dust,
         note=f"**This is a demo release built from a mock sky ({args.n} simulated galaxies, seed {args.seed}), not real data.**",
         source_description=f"mock sky cutouts in {inputs / 'cutouts'}",
@@ -102,11 +104,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Fetch every target's cutouts from the services into a resumable cache folder."""
+    from .cutouts.fetch import FetchConfig, fetch_cutouts, format_summary
+
+    config = FetchConfig(
+        ps1_url=args.ps1_url,
+        legacy_url=args.legacy_url,
+        concurrency=args.concurrency,
+        rate=args.rate if args.rate > 0 else None,
+        timeout_s=args.timeout,
+        attempts=args.attempts,
+        backoff_s=args.backoff,
+        surveys=tuple(s.strip() for s in args.surveys.split(",") if s.strip()),
+        recheck=args.recheck,
+    )
+    summary = fetch_cutouts(args.targets, args.cache, config, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify a release's checksums, counts and structure."""
     from mantis_data.cli import run_verify
 
     return run_verify(args.release)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish one format of a verified release to a Hugging Face dataset repository (or list it: --dry-run)."""
+    from .publish import plan_upload, publish
+
+    plan = plan_upload(
+        args.release, args.repo, args.format, revision=args.revision, private=args.private, tag=not args.no_tag, progress=True
+    )
+    print(plan.describe())
+    if args.dry_run:
+        print("dry run: nothing uploaded")
+        return 0
+    done = publish(plan)
+    print(f"published {plan.version} to https://huggingface.co/datasets/{plan.repo_id}" + (f" (tag {plan.tag})" if plan.tag else ""))
+    if done["deleted"]:
+        print(f"removed {len(done['deleted'])} remote files not in this release")
+    return 0
+
+
+SCHEDULER_HELP = (
+    "run shards on a Dask cluster: its scheduler address, tcp://host:port (needs dask[distributed]; "
+    "the output folder must be shared with the workers); default: a local process pool"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB (default 64)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
+    demo.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     demo.add_argument("--release-version", default="0.1.0-demo")
     demo.add_argument(
         "--dust", default="bh", choices=DUST_MODES, help="E(B-V) maps (default bh: ships with dustmaps, demo only)"
@@ -141,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--cutouts", required=True, type=Path, help="cutout cache folder (builders/cutouts/layout.py)")
     build.add_argument("--out", required=True, type=Path)
     build.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB)
-    build.add_argument("--workers", type=int, default=None)
+    build.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    build.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     build.add_argument(
         "--dust",
         default=DEFAULT_DUST_MODE,
@@ -152,9 +200,37 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--release-version", default="0.0.0-dev")
     build.set_defaults(func=cmd_build)
 
+    fetch = sub.add_parser("fetch", help="fetch cutouts from the survey services into a cache folder")
+    fetch.add_argument("--targets", required=True, type=Path, help="targets.parquet (target_id, ra, dec)")
+    fetch.add_argument("--cache", required=True, type=Path, help="cutout cache folder (resumable; rerun to retry failures)")
+    fetch.add_argument("--ps1-url", default="https://ps1images.stsci.edu/cgi-bin", help="Pan-STARRS image service base URL")
+    fetch.add_argument("--legacy-url", default="https://www.legacysurvey.org/viewer", help="Legacy Survey viewer base URL")
+    fetch.add_argument("--concurrency", type=int, default=4, help="requests in flight per host (default 4)")
+    fetch.add_argument("--rate", type=float, default=5.0, help="requests per second per host (default 5; 0: unlimited)")
+    fetch.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds (default 30)")
+    fetch.add_argument("--attempts", type=int, default=5, help="tries per request (default 5)")
+    fetch.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubling (default 1)")
+    fetch.add_argument("--surveys", default="galex,ps1,unwise", help="comma-separated surveys to fetch (default all)")
+    fetch.add_argument("--recheck", action="store_true", help="revalidate the files of targets already fetched")
+    fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fetch.set_defaults(func=cmd_fetch)
+
     ver = sub.add_parser("verify", help="verify a release folder")
     ver.add_argument("release", type=Path)
     ver.set_defaults(func=cmd_verify)
+
+    pub = sub.add_parser("publish", help="upload one format of a verified release to the Hugging Face Hub")
+    pub.add_argument("release", type=Path, help="release folder (the one holding MANIFEST.json)")
+    pub.add_argument("--repo", required=True, help="dataset repository <namespace>/<name>, e.g. my-org/mantis_shrimp")
+    pub.add_argument(
+        "--format", default="webdataset", choices=["webdataset", "parquet"],
+        help="which dataset folder becomes the repository (default webdataset; parquet -> e.g. my-org/mantis_shrimp-parquet)",
+    )  # fmt: skip
+    pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    pub.add_argument("--private", action="store_true", help="create the repository as private")
+    pub.add_argument("--no-tag", action="store_true", help="do not tag the commit v<version>")
+    pub.add_argument("--dry-run", action="store_true", help="verify and list the files that would be uploaded; no network")
+    pub.set_defaults(func=cmd_publish)
     return parser
 
 

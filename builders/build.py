@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,8 +97,13 @@ def build_release(
     note: str = "",
     source_description: str = "",
     progress: bool = True,
+    scheduler: str | Any | None = None,
 ) -> dict:
-    """Build a release into ``out`` and return its manifest."""
+    """Build a release into ``out`` and return its manifest.
+
+    ``scheduler``: None runs shards on a local pool of ``workers`` processes; a Dask scheduler address
+    (``tcp://host:port``) or a ``dask.distributed.Client`` runs them on that cluster (builders.executor).
+    """
     targets_path = Path(targets_path)
     catalog_audit_path = Path(catalog_audit_path or targets_path.with_name("catalog_audit.parquet"))
     for p in (targets_path, catalog_audit_path):
@@ -116,7 +122,7 @@ def build_release(
         targets[column] = values
     per_shard = samples_per_shard(shard_mb)
     tasks = plan_shards(targets, per_shard)
-    results = run_shards(tasks, source, out_root, workers=workers, progress=progress)
+    results = run_shards(tasks, source, out_root, workers=workers, progress=progress, scheduler=scheduler)
 
     files: dict[str, dict] = {}
     for r in results:

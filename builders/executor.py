@@ -1,35 +1,67 @@
-"""Run shard tasks on a local process pool, resumably.
+"""Run shard tasks on a local process pool or a Dask cluster, resumably and with retries.
 
-Each finished shard leaves a record ``<out>/.build/shards/<name>.json`` (its result). A rerun skips a
-shard whose record matches the task's fingerprint and whose files are in place with the recorded
-sha256; everything else is (re)built. Shard files are written atomically, so an interrupted build
-leaves no half-written shard.
+The unit of work is one output shard (:class:`builders.write.ShardTask`). A shard task is idempotent:
+it first checks the shard's record ``<out>/.build/shards/<name>.json`` (written by the worker that ran
+the shard) and returns it when the task's fingerprint matches and the files are in place with the
+recorded size and sha256; otherwise it writes both files to temporary names, renames them, and writes
+the record. So a rerun after any interruption (client killed, worker lost) rebuilds only what is not
+finished, and a shard is never half-written.
+
+Where the tasks run:
+
+- ``scheduler=None``: a local process pool of ``workers`` processes (default: the usable CPUs, at most
+  8). A task that raises, or whose process dies, is resubmitted up to ``retries`` times.
+- ``scheduler="tcp://host:port"`` (or a ``dask.distributed.Client``): one ``client.submit`` per shard with
+  ``retries`` (two per worker thread in flight); a lost worker's tasks are rescheduled by Dask. Dask is imported only on this path. The
+  output folder must be on a filesystem every worker and the client see at the same path, and the
+  workers must be able to import ``builders`` (start them from the checkout or with it on PYTHONPATH).
+
+A target whose reading or assembly raises (twice) is rejected with ``error: <ExceptionType>: <message>``
+inside the task (builders.write.run_shard), so one bad target never fails its shard or the build; a
+``MantisDataError`` (a problem the user must fix, e.g. a missing folder) fails the shard instead. Progress
+(samples done, samples/s, ETA, shards done) is shown on the client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
+
+from mantis_data.errors import MantisDataError
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
 
 from .cutouts.base import CutoutSource
 from .io import atomic_write_json, sha256_file
 from .write import ShardResult, ShardTask, run_shard
 
 RECORD_DIR = ".build/shards"
+"""Folder (under the release root) of the per-shard records."""
+
+DEFAULT_RETRIES = 3
+"""Times a failed shard task (exception or lost worker) is resubmitted before the build gives up on it."""
 
 
-def _record_path(out_root: Path, task: ShardTask) -> Path:
-    return out_root / RECORD_DIR / f"{task.name}.json"
+def record_path(out_root: Path, name: str) -> Path:
+    """Path of the record of shard ``name`` under the release root."""
+    return Path(out_root) / RECORD_DIR / f"{name}.json"
 
 
-def load_done(out_root: Path, task: ShardTask) -> ShardResult | None:
-    """The recorded result of a finished shard, if its record, fingerprint and files all check out."""
-    path = _record_path(out_root, task)
+def load_done(out_root: str | Path, task: ShardTask, check_hashes: bool = True) -> ShardResult | None:
+    """The recorded result of a finished shard, if its record, fingerprint and files all check out.
+
+    ``check_hashes=False`` compares file sizes only (a cheap guess the client uses for progress); the
+    task itself always compares sha256.
+    """
+    out_root = Path(out_root)
+    path = record_path(out_root, task.name)
     if not path.exists():
         return None
     try:
@@ -40,15 +72,25 @@ def load_done(out_root: Path, task: ShardTask) -> ShardResult | None:
         return None
     for rel, info in result.files.items():
         full = out_root / rel
-        if not full.exists() or full.stat().st_size != info["bytes"] or sha256_file(full) != info["sha256"]:
+        try:
+            if full.stat().st_size != info["bytes"]:
+                return None
+        except OSError:
+            return None
+        if check_hashes and sha256_file(full) != info["sha256"]:
             return None
     return result
 
 
-def _run_and_record(task: ShardTask, source: CutoutSource, out_root: Path) -> ShardResult:
+def shard_task(task: ShardTask, source: CutoutSource, out_root: str | Path) -> tuple[ShardResult, bool]:
+    """Run one shard unless it is already finished; return (result, skipped). Runs on a worker."""
+    out_root = Path(out_root)
+    done = load_done(out_root, task)
+    if done is not None:
+        return done, True
     result = run_shard(task, source, out_root)
-    atomic_write_json(asdict(result), _record_path(out_root, task))
-    return result
+    atomic_write_json(asdict(result), record_path(out_root, task.name))
+    return result, False
 
 
 def default_workers() -> int:
@@ -60,46 +102,237 @@ def default_workers() -> int:
     return max(1, min(8, n))
 
 
+class SchedulerError(MantisDataError):
+    """The Dask scheduler cannot be used: dask is not installed or the address does not answer."""
+
+
+class ShardFailedError(MantisDataError):
+    """One or more shard tasks failed after all their retries (rerun to retry them; finished shards are kept)."""
+
+
+class _Progress:
+    """Client-side progress: samples (targets) done, samples/s and ETA from tqdm, shards done as postfix."""
+
+    def __init__(self, tasks: list[ShardTask], expected_done: set[str], enabled: bool, where: str):
+        self.n_shards = len(tasks)
+        self.expected_done = expected_done
+        self.shards_done = len(expected_done)
+        self.built = 0
+        self.bar = tqdm(
+            total=sum(len(t.targets) for t in tasks),
+            initial=sum(len(t.targets) for t in tasks if t.name in expected_done),
+            desc=f"build shards ({where})",
+            unit="sample",
+            disable=not enabled,
+        )
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"shards {self.shards_done}/{self.n_shards}, built {self.built}", refresh=False)
+
+    def done(self, task: ShardTask, skipped: bool) -> None:
+        """Count one finished shard (already counted at start when it was expected to be skipped)."""
+        if not skipped:
+            self.built += 1
+        if task.name in self.expected_done:
+            return
+        self.shards_done += 1
+        self._postfix()
+        self.bar.update(len(task.targets))
+
+    def close(self) -> None:
+        """Close the bar."""
+        self.bar.close()
+
+
+def _task_key(task: ShardTask, out_root: Path) -> str:
+    """Dask key of a shard task: stable for one shard of one output folder, so a rerun joins a running task."""
+    h = hashlib.sha256(f"{task.fingerprint()}\0{out_root.resolve()}".encode()).hexdigest()[:16]
+    return f"mantis-shard-{task.name}-{h}"
+
+
+Done = Callable[[ShardTask, ShardResult, bool], None]
+
+
+def _run_inline(todo: list[ShardTask], source: CutoutSource, out_root: Path, retries: int, done: Done) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for task in todo:
+        for attempt in range(retries + 1):
+            try:
+                result, skipped = shard_task(task, source, out_root)
+            except Exception as exc:
+                if attempt == retries:
+                    errors[task.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            done(task, result, skipped)
+            break
+    return errors
+
+
+def _run_pool(
+    todo: list[ShardTask], source: CutoutSource, out_root: Path, workers: int, retries: int, done: Done
+) -> dict[str, str]:
+    """Process pool with at most 2 x ``workers`` tasks in flight; a dead process breaks the pool, which is rebuilt."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    errors: dict[str, str] = {}
+    failures: dict[str, int] = {}
+    queue = list(todo)
+    while queue:
+        with ProcessPoolExecutor(max_workers=min(workers, len(queue))) as pool:
+            pending: dict[Future, ShardTask] = {}
+            broken = False
+            while queue or pending:
+                while queue and len(pending) < 2 * workers and not broken:
+                    try:
+                        future = pool.submit(shard_task, queue[0], source, out_root)
+                    except BrokenProcessPool:
+                        broken = True
+                        break
+                    pending[future] = queue.pop(0)
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = pending.pop(future)
+                    try:
+                        result, skipped = future.result()
+                    except Exception as exc:
+                        broken = broken or isinstance(exc, BrokenProcessPool)
+                        failures[task.name] = failures.get(task.name, 0) + 1
+                        if failures[task.name] > retries:
+                            errors[task.name] = f"{type(exc).__name__}: {exc}"
+                        else:
+                            queue.append(task)  # at the end: a crashing shard meets different neighbours next time
+                        continue
+                    done(task, result, skipped)
+                if broken and not pending:
+                    break  # leave the with-block: a fresh pool for what is left
+    return errors
+
+
+def _connect(scheduler: Any) -> tuple[Any, bool]:
+    """(dask Client, whether we own it) for a scheduler address or an existing Client."""
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise SchedulerError(
+            f"--scheduler needs dask.distributed ({exc}); install it with pip install -e '.[build]'"
+        ) from exc
+    if not isinstance(scheduler, str):
+        return scheduler, False
+    try:
+        return Client(scheduler, set_as_default=False), True
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?") from exc
+
+
+def _run_dask(
+    todo: list[ShardTask], source: CutoutSource, out_root: Path, client: Any, retries: int, done: Done
+) -> dict[str, str]:
+    """One ``client.submit`` per shard (a bounded window of them at a time); results as they complete."""
+    from dask.distributed import as_completed
+
+    errors: dict[str, str] = {}
+    queue = list(todo)
+    inflight: dict[str, tuple[Any, ShardTask]] = {}
+    running = as_completed(loop=client.loop)
+
+    def submit_more() -> None:
+        # A bounded window (2 tasks per worker thread, at least 4) keeps the targets of a few thousand
+        # shards (~200 KB each) out of the scheduler's memory; it widens as workers join.
+        window = max(4, 2 * sum(client.nthreads().values()))
+        while queue and running.count() < window:
+            task = queue.pop(0)
+            future = client.submit(
+                shard_task, task, source, str(out_root), key=_task_key(task, out_root), pure=False, retries=retries
+            )
+            inflight[future.key] = (future, task)
+            running.add(future)
+
+    try:
+        submit_more()
+        for future in running:
+            task = inflight.pop(future.key)[1]
+            if future.status != "finished":
+                try:
+                    exc = future.exception()
+                except BaseException as cancelled:  # a cancelled future raises instead of returning its error
+                    exc = cancelled
+                errors[task.name] = f"{type(exc).__name__}: {exc}"
+            else:
+                result, skipped = future.result()
+                done(task, result, skipped)
+            future.release()
+            submit_more()
+    finally:
+        if inflight:  # an error or an interrupt on the client: do not leave our tasks queued on the cluster
+            client.cancel([f for f, _ in inflight.values()])
+    return errors
+
+
+def describe_scheduler(scheduler: Any) -> str:
+    """A short label for where shards run: 'dask tcp://...' or 'local'."""
+    if scheduler is None:
+        return "local"
+    if isinstance(scheduler, str):
+        return f"dask {scheduler}"
+    return f"dask {getattr(getattr(scheduler, 'scheduler', None), 'address', 'client')}"
+
+
+def _remove_temp_files(out_root: Path) -> None:
+    """Delete temporary files left by tasks that died mid-write (their shards were rebuilt since)."""
+    for folder in (Path(WEBDATASET_DIR) / "data", Path(PARQUET_DIR) / "data", Path(RECORD_DIR)):
+        for path in (out_root / folder).glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
+
 def run_shards(
     tasks: list[ShardTask],
     source: CutoutSource,
     out_root: str | Path,
     workers: int | None = None,
     progress: bool = True,
+    scheduler: Any = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> list[ShardResult]:
-    """Run all shard tasks (skipping finished ones); return results in task order."""
+    """Run all shard tasks (finished ones are skipped) locally or on a Dask cluster; return results in task order.
+
+    ``scheduler``: None for a local process pool of ``workers`` processes, or a Dask scheduler address
+    (``tcp://host:port``) or ``dask.distributed.Client``. Raises ShardFailedError, after every other
+    shard has finished, when some shard failed ``retries + 1`` times.
+    """
     out_root = Path(out_root)
-    workers = workers or default_workers()
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError("shard task names must be unique")
+    client, own = _connect(scheduler) if scheduler is not None else (None, False)
+    expected = {t.name for t in tasks if load_done(out_root, t, check_hashes=False) is not None}
+    bar = _Progress(tasks, expected, progress, describe_scheduler(scheduler))
     results: dict[str, ShardResult] = {}
-    todo: list[ShardTask] = []
-    for task in tasks:
-        done = load_done(out_root, task)
-        if done is not None:
-            results[task.name] = done
-        else:
-            todo.append(task)
-    total = sum(len(t.targets) for t in tasks)
-    bar = tqdm(
-        total=total,
-        initial=sum(len(t.targets) for t in tasks if t.name in results),
-        desc="build shards",
-        unit="target",
-        disable=not progress,
-    )
+
+    def done(task: ShardTask, result: ShardResult, skipped: bool) -> None:
+        results[task.name] = result
+        bar.done(task, skipped)
+
     try:
-        if workers == 1 or len(todo) <= 1:
-            for task in todo:
-                results[task.name] = _run_and_record(task, source, out_root)
-                bar.update(len(task.targets))
+        if client is not None:
+            errors = _run_dask(tasks, source, out_root, client, retries, done)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                pending = {pool.submit(_run_and_record, t, source, out_root): t for t in todo}
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        task = pending.pop(future)
-                        results[task.name] = future.result()
-                        bar.update(len(task.targets))
+            workers = workers or default_workers()
+            if workers == 1 or len(tasks) - len(expected) <= 1:
+                errors = _run_inline(tasks, source, out_root, retries, done)
+            else:
+                errors = _run_pool(tasks, source, out_root, workers, retries, done)
     finally:
         bar.close()
+        if own:
+            client.close()
+    if errors:
+        listing = "; ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
+        raise ShardFailedError(
+            f"{len(errors)} of {len(tasks)} shards failed after {retries + 1} attempts ({listing}); "
+            "rerun the same command to retry them (finished shards are kept)"
+        )
+    _remove_temp_files(out_root)
     return [results[t.name] for t in tasks]

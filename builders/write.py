@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from mantis_data.errors import MantisDataError
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, sha256_file
 from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdataset_members
 
@@ -140,18 +141,44 @@ def write_parquet(samples: list[dict], path: Path) -> None:
         )
 
 
+TARGET_ATTEMPTS = 2
+"""Times one target is read and assembled before an exception rejects it as ``error: <Type>: <message>``."""
+
+
+def error_reason(exc: BaseException) -> str:
+    """A rejection reason for a target whose reading or assembly raised: ``error: <Type>: <first line>``."""
+    text = str(exc).strip()
+    message = text.splitlines()[0][:200] if text else ""
+    return f"error: {type(exc).__name__}: {message}" if message else f"error: {type(exc).__name__}"
+
+
+def _read_target(target: Target, source: CutoutSource) -> tuple[dict | None, str | None]:
+    """(sample, None) or (None, reason): an exception is retried, then becomes the reason (MantisDataError propagates)."""
+    last: Exception | None = None
+    for _ in range(TARGET_ATTEMPTS):
+        try:
+            stamps = source.get(target.target_id, target.ra, target.dec)
+            sample, why = assemble(target, stamps)
+            if why is None:
+                validate_sample(sample)
+            return sample, why
+        except MantisDataError:
+            raise  # a problem the user must fix (bad path, interrupted fetch): fail the shard, not the target
+        except Exception as exc:
+            last = exc
+    return None, error_reason(last)
+
+
 def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> ShardResult:
     """Read, assemble and write one shard (both encodings); return what was written and rejected."""
     out_root = Path(out_root)
     result = ShardResult(name=task.name, split=task.split, fingerprint=task.fingerprint())
     samples = []
     for target in task.targets:
-        stamps = source.get(target.target_id, target.ra, target.dec)
-        sample, why = assemble(target, stamps)
+        sample, why = _read_target(target, source)
         if why is not None:
             result.rejections[target.target_id] = why
             continue
-        validate_sample(sample)
         samples.append(sample)
     result.samples = [s["target_id"] for s in samples]
     rel = shard_paths(out_root, task)
