@@ -1,6 +1,7 @@
-"""DESI EDR: ``zall-pix-fuji.fits``, HDU ZCATALOG.
+"""DESI EDR: ``desi/zall-pix-fuji.fits``, HDU ZCATALOG.
 
 Accept: ZCAT_PRIMARY (one row per TARGETID), ZWARN == 0, SPECTYPE == GALAXY.
+Reasons, in order: ``not_primary``, ``zwarning``, ``class``.
 """
 
 from __future__ import annotations
@@ -9,51 +10,48 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
-from mantis_data.errors import InputDataError
-
-from .common import reject, require_columns, unified
+from .common import finish, new_reasons, parse_id, parse_text, read_table, reject, shared_strings
 
 SURVEY = "desi"
 HDU = "ZCATALOG"
+COLUMNS = {
+    "id": "TARGETID",
+    "ra": "TARGET_RA",
+    "dec": "TARGET_DEC",
+    "z": "Z",
+    "zwarning": "ZWARN",
+    "class": "SPECTYPE",
+    "primary": "ZCAT_PRIMARY",
+}
 REQUIRED = ("TARGETID", "TARGET_RA", "TARGET_DEC", "Z", "ZWARN", "SPECTYPE", "ZCAT_PRIMARY")
+REASONS = ("unreadable_row", "not_primary", "zwarning", "class")
+"""The reasons this reader gives, in the order it applies them."""
 
 
 def read(path: str | Path) -> pd.DataFrame:
-    """Every row of a DESI zall catalog as the unified table, with reject reasons."""
-    from astropy.io import fits
-
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(f"{SURVEY}: catalog file {path} does not exist")
-    try:
-        with fits.open(path, memmap=True) as hdul:
-            if HDU not in hdul:
-                raise InputDataError(f"{SURVEY}: {path} has no HDU named {HDU!r} (HDUs: {[h.name for h in hdul]})")
-            data = hdul[HDU].data
-            names = list(data.columns.names)
-            require_columns(names, REQUIRED, SURVEY, path)
-            cols = {c: np.asarray(data[c]) for c in REQUIRED}
-    except OSError as exc:
-        raise InputDataError(f"{SURVEY}: cannot read {path} as FITS: {exc}") from exc
-    n = len(cols["TARGETID"])
-    reason = pd.Series([None] * n, dtype=object)
-    spectype = pd.Series(cols["SPECTYPE"]).astype(str).str.strip().str.upper()
-    reject(reason, ~cols["ZCAT_PRIMARY"].astype(bool), "not_primary")
-    reject(reason, cols["ZWARN"] != 0, "zwarning")
-    reject(reason, (spectype != "GALAXY").to_numpy(), "class")
-    return unified(
-        SURVEY,
-        path,
-        cols["TARGETID"].astype(np.int64).astype(str),
+    """Every row of a DESI zall catalog as the unified table (degrees, redshift), with reject reasons."""
+    raw = read_table(Path(path), SURVEY, REQUIRED, hdu=HDU)
+    cols = raw.columns
+    reason = new_reasons(raw.n)
+    objid = parse_id(raw, "TARGETID", reason, integer=True)
+    spectype = parse_text(raw, "SPECTYPE", upper=True)
+    primary = np.asarray(cols["ZCAT_PRIMARY"]).astype(bool)
+    zwarn = np.asarray(cols["ZWARN"])
+    reject(reason, ~primary, "not_primary")
+    reject(reason, zwarn != 0, "zwarning")
+    reject(reason, ~pc.equal(spectype, "GALAXY").fill_null(False).to_numpy(zero_copy_only=False), "class")
+    return finish(
+        raw,
+        objid,
         cols["TARGET_RA"],
         cols["TARGET_DEC"],
         cols["Z"],
-        np.arange(n),
         reason,
         extra={
-            "ZWARN": cols["ZWARN"].astype(np.int64),
-            "SPECTYPE": spectype.to_numpy(dtype=object),
-            "ZCAT_PRIMARY": cols["ZCAT_PRIMARY"].astype(bool),
+            "ZWARN": zwarn.astype(np.int64),
+            "SPECTYPE": shared_strings(spectype),
+            "ZCAT_PRIMARY": primary,
         },
     )

@@ -1,7 +1,12 @@
 """SDSS DR17: the SpecObjAll query output (CSV as CasJobs exports it, or FITS).
 
+Layout: ``sdss/SpecObjAll.csv`` (one header line, comma-separated, SpecObjAll column names) or
+``sdss/SpecObjAll.fits`` (HDU 1). Columns used: ``COLUMNS``; ``z_noqso`` and ``z_person`` are optional.
+
 Accept: zWarning == 0 and class == GALAXY. Redshift: z_person if set, else z_noqso if set, else z
 ("set" = finite and > 0), as the paper describes (its appendix on SDSS).
+Reasons, in order: ``unreadable_row`` (wrong field count, a value that is not a number, an empty
+required value, a specObjID that is not an integer), ``zwarning``, ``class``.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
-from .common import read_csv_strings, reject, require_columns, to_number, unified
+from .common import finish, new_reasons, parse_float, parse_id, parse_text, read_table, reject, shared_strings
 
 SURVEY = "sdss"
 COLUMNS = {
@@ -27,74 +33,39 @@ COLUMNS = {
 REQUIRED = ("specObjID", "ra", "dec", "z", "zWarning", "class")
 OPTIONAL = ("z_noqso", "z_person")
 QUALITY_COLUMNS = ("zWarning", "class")
-
-
-def _read_frame(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if path.suffix.lower() in (".fits", ".fit", ".fz"):
-        from astropy.table import Table
-
-        table = Table.read(path, hdu=1)
-        frame = table.to_pandas().astype("string")
-        frame["source_row"] = np.arange(len(frame), dtype=np.int64)
-        return frame, pd.DataFrame({"source_row": [], "why": []}, dtype=object)
-    return read_csv_strings(path, SURVEY)
+REASONS = ("unreadable_row", "zwarning", "class")
+"""The reasons this reader gives, in the order it applies them."""
 
 
 def read(path: str | Path) -> pd.DataFrame:
-    """Every row of an SDSS SpecObjAll file as the unified table, with reject reasons."""
-    path = Path(path)
-    frame, malformed = _read_frame(path)
-    require_columns(frame.columns, REQUIRED, SURVEY, path)
-    reason = pd.Series([None] * len(frame), dtype=object)
-
-    objid_text = frame[COLUMNS["id"]].astype("string").str.strip()
+    """Every row of an SDSS SpecObjAll file as the unified table (degrees, redshift), with reject reasons."""
+    raw = read_table(Path(path), SURVEY, REQUIRED, OPTIONAL)
+    reason = new_reasons(raw.n)
     parsed = {}
     for col in ("ra", "dec", "z", "zwarning", "z_noqso", "z_person"):
         name = COLUMNS[col]
-        if name not in frame:
-            parsed[col] = pd.Series(np.nan, index=frame.index)
-            continue
-        values, bad = to_number(frame[name])
-        parsed[col] = values
-        reject(reason, bad, f"unreadable_row: {name} is not a number")
-        if name in REQUIRED:
-            reject(reason, values.isna().to_numpy(), f"unreadable_row: {name} is empty")
-    bad_id = ~objid_text.str.fullmatch(r"-?\d+").fillna(False).to_numpy(dtype=bool)
-    reject(reason, bad_id, "unreadable_row: specObjID is not an integer")
+        parsed[col] = parse_float(raw, name, reason, required=name in REQUIRED)
+    objid = parse_id(raw, COLUMNS["id"], reason, integer=True)
 
-    cls = frame[COLUMNS["class"]].astype("string").str.strip().str.upper()
-    reject(reason, (parsed["zwarning"] != 0).to_numpy(), "zwarning")
-    reject(reason, (cls != "GALAXY").fillna(True).to_numpy(dtype=bool), "class")
+    cls = parse_text(raw, COLUMNS["class"], upper=True)
+    is_galaxy = pc.equal(cls, "GALAXY").fill_null(False).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        reject(reason, parsed["zwarning"] != 0, "zwarning")
+    reject(reason, ~is_galaxy, "class")
 
-    z = parsed["z"].to_numpy().copy()
+    z = parsed["z"].copy()
     for alternative in ("z_noqso", "z_person"):  # later ones take precedence
-        alt = parsed[alternative].to_numpy()
-        use = np.isfinite(alt) & (alt > 0)
+        alt = parsed[alternative]
+        with np.errstate(invalid="ignore"):
+            use = np.isfinite(alt) & (alt > 0)
         z[use] = alt[use]
 
-    good = unified(
-        SURVEY,
-        path,
-        objid_text.where(~pd.Series(bad_id, index=frame.index), None),
+    return finish(
+        raw,
+        objid,
         parsed["ra"],
         parsed["dec"],
         z,
-        frame["source_row"],
         reason,
-        extra={"zWarning": parsed["zwarning"], "class": cls.astype(object)},
+        extra={"zWarning": parsed["zwarning"], "class": shared_strings(cls)},
     )
-    if len(malformed) == 0:
-        return good
-    n = len(malformed)
-    bad = unified(
-        SURVEY,
-        path,
-        [None] * n,
-        np.full(n, np.nan),
-        np.full(n, np.nan),
-        np.full(n, np.nan),
-        malformed["source_row"],
-        pd.Series(malformed["why"].to_list(), dtype=object),
-        extra={"zWarning": np.full(n, np.nan), "class": [None] * n},
-    )
-    return pd.concat([good, bad], ignore_index=True).sort_values("source_row", kind="stable").reset_index(drop=True)
