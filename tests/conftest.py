@@ -34,3 +34,18 @@ def build_demo(out: Path, n: int = DEMO_N, seed: int = 0, workers: int = 2) -> P
 def demo_release(tmp_path_factory) -> Path:
     """A demo release built once for the whole test session (read-only for tests)."""
     return build_demo(tmp_path_factory.mktemp("demo") / "ms")
+
+
+LOADER_N = 250
+"""Galaxies in the loaders' test sky: small shards (--shard-mb 2) of unequal sizes, every split non-empty."""
+
+
+@pytest.fixture(scope="session")
+def loader_release(tmp_path_factory) -> Path:
+    """A demo release with many small, unequal shards (2-3 samples each), built once per session (read-only)."""
+    from builders.__main__ import main
+
+    out = tmp_path_factory.mktemp("loaders") / "ms"
+    rc = main(["demo", "--out", str(out), "--n", str(LOADER_N), "--seed", "1", "--shard-mb", "2", "--workers", "2"])
+    assert rc == 0
+    return out
