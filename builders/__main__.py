@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build a demo release from a mock sky")
     demo.add_argument("--out", required=True, type=Path, help="output folder (inputs go to OUT/mock_inputs)")
-    demo.add_argument("--n", type=int, default=2400, help="galaxies in the mock sky (default 2400)")
+    demo.add_argument("--n", type=int, default=2600, help="galaxies in the mock sky (default 2600, ~2,000 release samples)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB (default 64)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")

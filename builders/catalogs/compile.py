@@ -310,6 +310,7 @@ def summary_table(audit: pd.DataFrame) -> pd.DataFrame:
     """Per-survey counts like the paper's Table 1: rows read, accepted, rejected by reason, z conflicts."""
     kinds = reason_kind(audit["reject_reason"])
     table = pd.crosstab(audit["survey"], kinds.fillna("accepted"))
+    table.columns.name = None
     if "accepted" not in table:
         table["accepted"] = 0
     reasons = sorted(c for c in table.columns if c != "accepted")
