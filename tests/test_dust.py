@@ -16,11 +16,9 @@ import os
 import warnings
 from pathlib import Path
 
+import healpy  # noqa: E402
 import numpy as np
 import pytest
-
-dustmaps = pytest.importorskip("dustmaps")
-healpy = pytest.importorskip("healpy")
 from astropy import units as u  # noqa: E402
 from astropy.coordinates import SkyCoord  # noqa: E402
 from astropy.io import fits  # noqa: E402

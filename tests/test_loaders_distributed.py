@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,8 +66,8 @@ def _rank_main(release: str, out: str) -> None:
 
 
 def test_two_ranks_under_torchrun(loader_release, tmp_path):
-    stats = pytest.importorskip("scipy.stats")
     import pyarrow.parquet as pq
+    from scipy import stats
 
     from mantis_data.redshift import redshift_class
 
