@@ -23,7 +23,7 @@ from mantis_data.schema import IMAGE_DTYPE, IMAGE_SHAPES, SPLITS
 from . import assemble as assemble_mod
 from .catalogs.compile import reason_kind, summary_table
 from .cutouts.base import CutoutSource
-from .executor import RECORD_DIR, run_shards
+from .executor import run_shards
 from .io import atomic_write_json, atomic_write_parquet, sha256_file
 from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, split_of
 from .write import PARQUET_ROW_GROUP, plan_shards
@@ -205,4 +205,4 @@ def _shard_names(files: dict[str, dict]) -> dict[str, list[str]]:
     return names
 
 
-__all__ = ["build_release", "samples_per_shard", "assign_splits", "code_version", "RECORD_DIR"]
+__all__ = ["build_release", "samples_per_shard", "assign_splits", "code_version"]

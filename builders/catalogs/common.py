@@ -384,6 +384,17 @@ def parse_id(raw: RawTable, name: str, reason: np.ndarray, integer: bool = False
     return t
 
 
+def parse_core(
+    raw: RawTable, columns: dict[str, str], reason: np.ndarray, integer_id: bool = False
+) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    """The id, ra, dec (deg) and redshift columns named by ``columns["id"|"ra"|"dec"|"z"]``, parsed in that order."""
+    objid = parse_id(raw, columns["id"], reason, integer=integer_id)
+    ra = parse_float(raw, columns["ra"], reason)
+    dec = parse_float(raw, columns["dec"], reason)
+    z = parse_float(raw, columns["z"], reason)
+    return objid, ra, dec, z
+
+
 def parse_angle(raw: RawTable, name: str, reason: np.ndarray, hours: bool) -> np.ndarray:
     """Column ``name`` as degrees: a number is degrees, sexagesimal text ('h m s' if ``hours``, else 'd m s') is converted.
 

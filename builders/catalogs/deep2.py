@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from .common import finish, new_reasons, parse_float, parse_id, parse_text, read_table, reject, shared_strings
+from .common import (
+    finish,
+    new_reasons,
+    parse_core,
+    parse_float,
+    parse_text,
+    read_table,
+    reject,
+    shared_strings,
+)
 
 SURVEY = "deep2"
 FILES = ("deep2/zcat.deep2.dr4.fits",)
@@ -33,10 +42,7 @@ def read(path: str | Path) -> pd.DataFrame:
     """Every row of a DEEP2 DR4 zcat file as the unified table (degrees, redshift), with reject reasons."""
     raw = read_table(Path(path), SURVEY, REQUIRED, hdu=HDU)
     reason = new_reasons(raw.n)
-    objid = parse_id(raw, COLUMNS["id"], reason, integer=True)
-    ra = parse_float(raw, COLUMNS["ra"], reason)
-    dec = parse_float(raw, COLUMNS["dec"], reason)
-    z = parse_float(raw, COLUMNS["z"], reason)
+    objid, ra, dec, z = parse_core(raw, COLUMNS, reason, integer_id=True)
     quality = parse_float(raw, COLUMNS["quality"], reason)
     cls = parse_text(raw, COLUMNS["class"], upper=True)
     with np.errstate(invalid="ignore"):

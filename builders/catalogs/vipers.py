@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import finish, new_reasons, parse_float, parse_id, read_table, reject
+from .common import finish, new_reasons, parse_core, parse_float, read_table, reject
 
 SURVEY = "vipers"
 FILES = ("vipers/VIPERS_W1_SPECTRO_PDR2.fits", "vipers/VIPERS_W4_SPECTRO_PDR2.fits")
@@ -37,10 +37,7 @@ def read(path: str | Path) -> pd.DataFrame:
     """Every row of one VIPERS PDR2 catalogue as the unified table (degrees, redshift), with reject reasons."""
     raw = read_table(Path(path), SURVEY, REQUIRED, hdu=HDU)
     reason = new_reasons(raw.n)
-    objid = parse_id(raw, COLUMNS["id"], reason, integer=True)
-    ra = parse_float(raw, COLUMNS["ra"], reason)
-    dec = parse_float(raw, COLUMNS["dec"], reason)
-    z = parse_float(raw, COLUMNS["z"], reason)
+    objid, ra, dec, z = parse_core(raw, COLUMNS, reason, integer_id=True)
     zflg = parse_float(raw, COLUMNS["quality"], reason)
     class_flag = parse_float(raw, COLUMNS["class"], reason)
     with np.errstate(invalid="ignore"):

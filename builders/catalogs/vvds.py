@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import finish, new_reasons, parse_float, parse_id, read_table, reject
+from .common import finish, new_reasons, parse_core, parse_float, read_table, reject
 
 SURVEY = "vvds"
 FILES = (
@@ -42,10 +42,7 @@ def read(path: str | Path) -> pd.DataFrame:
     """Every row of one VVDS catalogue file as the unified table (degrees, redshift), with reject reasons."""
     raw = read_table(Path(path), SURVEY, REQUIRED, hdu=HDU)
     reason = new_reasons(raw.n)
-    objid = parse_id(raw, COLUMNS["id"], reason, integer=True)
-    ra = parse_float(raw, COLUMNS["ra"], reason)
-    dec = parse_float(raw, COLUMNS["dec"], reason)
-    z = parse_float(raw, COLUMNS["z"], reason)
+    objid, ra, dec, z = parse_core(raw, COLUMNS, reason, integer_id=True)
     zflags = parse_float(raw, COLUMNS["quality"], reason)
     reject(reason, ~np.isin(zflags, ACCEPTED_ZFLAGS), "zflags")
     return finish(raw, objid, ra, dec, z, reason, extra={"ZFLAGS": zflags})

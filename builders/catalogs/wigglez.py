@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import finish, new_reasons, parse_float, parse_id, read_table, reject
+from .common import finish, new_reasons, parse_core, parse_float, read_table, reject
 
 SURVEY = "wigglez"
 FILES = ("wigglez/WiggleZ_final.fits", "wigglez/WiggleZ_final.txt")
@@ -31,10 +31,7 @@ def read(path: str | Path) -> pd.DataFrame:
     """Every row of the WiggleZ final catalogue as the unified table (degrees, redshift), with reject reasons."""
     raw = read_table(Path(path), SURVEY, REQUIRED, hdu=HDU)
     reason = new_reasons(raw.n)
-    objid = parse_id(raw, COLUMNS["id"], reason)
-    ra = parse_float(raw, COLUMNS["ra"], reason)
-    dec = parse_float(raw, COLUMNS["dec"], reason)
-    z = parse_float(raw, COLUMNS["z"], reason)
+    objid, ra, dec, z = parse_core(raw, COLUMNS, reason)
     q = parse_float(raw, COLUMNS["quality"], reason)
     with np.errstate(invalid="ignore"):
         reject(reason, ~(q >= Q_MIN), "q")
