@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mantis_data.loaders import make_loader, to_device  # noqa: E402
-from training.models import ModelConfig, build_model, model_inputs  # noqa: E402
+from mantis_data.models import ModelConfig, build_model, model_inputs  # noqa: E402
 from training.train import transforms_of  # noqa: E402
 
 

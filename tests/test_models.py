@@ -12,10 +12,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 from mantis_data.errors import MantisDataError  # noqa: E402
-from mantis_data.redshift import N_BINS  # noqa: E402
-from mantis_data.schema import IMAGE_SHAPES  # noqa: E402
-from mantis_data.transforms import ABLATIONS  # noqa: E402
-from training.models import (  # noqa: E402
+from mantis_data.models import (  # noqa: E402
     BAND_CHOICES,
     CheckpointError,
     EarlyFusion,
@@ -28,6 +25,9 @@ from training.models import (  # noqa: E402
     parameter_count,
     read_state_dict,
 )
+from mantis_data.redshift import N_BINS  # noqa: E402
+from mantis_data.schema import IMAGE_SHAPES  # noqa: E402
+from mantis_data.transforms import ABLATIONS  # noqa: E402
 from training.train import transforms_of  # noqa: E402
 
 TINY = {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]}

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from .models import BAND_CHOICES, ModelConfig, build_model, parameter_count
+from mantis_data.models import BAND_CHOICES, ModelConfig, build_model, parameter_count
 
 
 def counts(config: ModelConfig) -> dict[str, int]:
