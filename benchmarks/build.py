@@ -30,12 +30,12 @@ import pandas as pd  # noqa: E402
 
 from builders.build import assign_splits, build_release, samples_per_shard  # noqa: E402
 from builders.catalogs.compile import compile_targets, find_catalogs, write_outputs  # noqa: E402
-from builders.cutouts.local import LocalFitsSource  # noqa: E402
 from builders.executor import run_shards  # noqa: E402
 from builders.mock.catalogs import write_catalogs  # noqa: E402
 from builders.mock.cutouts import write_cutouts  # noqa: E402
 from builders.mock.sky import MockSky  # noqa: E402
 from builders.write import plan_shards  # noqa: E402
+from mantis_data.cutouts.local import LocalFitsSource  # noqa: E402
 from mantis_data.dust import DustMaps  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 Starts the mock server (``python -m builders.mock.server``) in its own process, with no faults (its
 planted corrupt files served intact too, so nothing is retried) and no rate limit, then fetches the same targets twice in this process, side by side:
 
-* ours: ``builders.cutouts.fetch.fetch_cutouts`` (threads, keep-alive connections, validation of every
+* ours: ``mantis_data.cutouts.fetch.fetch_cutouts`` (threads, keep-alive connections, validation of every
   response, atomic writes, the fetch manifest), rate limit off, ``--concurrency`` requests per host;
 * baseline: a plain sequential loop with ``requests`` (one Session, so keep-alive too): the file list,
   five fitscut cutouts, two viewer cubes per target, each body written to a file, no validation.
@@ -30,10 +30,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builders.cutouts.fetch import FetchConfig, fetch_cutouts  # noqa: E402
-from builders.cutouts.legacysurvey import LEGACY_SURVEYS, layer_params  # noqa: E402
-from builders.cutouts.ps1 import PS1_BANDS, parse_filenames  # noqa: E402
 from builders.mock.sky import MockSky  # noqa: E402
+from mantis_data.cutouts.fetch import FetchConfig, fetch_cutouts  # noqa: E402
+from mantis_data.cutouts.legacysurvey import LEGACY_SURVEYS, layer_params  # noqa: E402
+from mantis_data.cutouts.ps1 import PS1_BANDS, parse_filenames  # noqa: E402
 
 FULL_TARGETS = 4_400_000
 PS1_REQUESTS_PER_TARGET = 1 + len(PS1_BANDS)

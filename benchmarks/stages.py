@@ -6,7 +6,7 @@
 On one mock input (the demo's path: sky -> catalogs -> targets -> cutouts), in one process, in CPU time
 (``time.process_time``: user + system, so other load on a shared machine barely moves it):
 
-- fetch (client CPU): ``builders.cutouts.fetch.fetch_cutouts`` from the loopback mock server (run as a
+- fetch (client CPU): ``mantis_data.cutouts.fetch.fetch_cutouts`` from the loopback mock server (run as a
   separate process, so its rendering is not counted), no rate limit: the CPU our side spends per target on
   HTTP, validation and atomic cache writes. Wall time of a real fetch is set by the services' rate limits,
   not by this number (see docs/scaling.md).
@@ -42,11 +42,11 @@ import pandas as pd  # noqa: E402
 from builders.assemble import assemble  # noqa: E402
 from builders.build import DEFAULT_SHARD_MB, SAMPLE_BYTES, assign_splits, samples_per_shard  # noqa: E402
 from builders.catalogs.compile import compile_targets, find_catalogs, write_outputs  # noqa: E402
-from builders.cutouts.local import LocalFitsSource  # noqa: E402
 from builders.mock.catalogs import write_catalogs  # noqa: E402
 from builders.mock.cutouts import write_cutouts  # noqa: E402
 from builders.mock.sky import MockSky  # noqa: E402
 from builders.write import ShardTask, plan_shards, run_shard, write_parquet, write_tar  # noqa: E402
+from mantis_data.cutouts.local import LocalFitsSource  # noqa: E402
 from mantis_data.dust import DustMaps  # noqa: E402
 from mantis_data.release import sha256_file  # noqa: E402
 from mantis_data.schema import validate_sample  # noqa: E402
@@ -57,7 +57,7 @@ FULL_RELEASE = 4_400_000
 
 def _fetch_cpu(targets_path: Path, n: int, seed: int, cache: Path) -> tuple[float, float, int, int]:
     """(client CPU s, wall s, targets, requests) of fetching every target from the mock server (a child process)."""
-    from builders.cutouts.fetch import FetchConfig, fetch_cutouts
+    from mantis_data.cutouts.fetch import FetchConfig, fetch_cutouts
 
     server = subprocess.Popen(
         [sys.executable, "-m", "builders.mock.server", "--n", str(n), "--seed", str(seed), "--port", "0"],
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--efficiency", type=float, default=0.85, help="parallel efficiency to assume (benchmarks/build.py)")
     ap.add_argument("--io-gbps", type=float, default=1.0, help="aggregate shared-filesystem GB/s to assume (default 1)")
     ap.add_argument("--fetch-rates", type=float, nargs="+", default=[5, 20, 50], help="service requests/s to project")
-    ap.add_argument("--no-fetch", action="store_true", help="skip the fetch timing (needs builders.cutouts.fetch)")
+    ap.add_argument("--no-fetch", action="store_true", help="skip the fetch timing (needs mantis_data.cutouts.fetch)")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="mantis-bench-stages-"))
     try:

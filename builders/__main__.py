@@ -31,8 +31,9 @@ def cmd_catalogs(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build a release from targets.parquet and a folder of cutout FITS files."""
+    from mantis_data.cutouts.local import LocalFitsSource
+
     from .build import build_release
-    from .cutouts.local import LocalFitsSource
 
     manifest = build_release(
         args.targets,
@@ -66,9 +67,10 @@ def _print_release(manifest: dict, out: Path) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a mock sky's inputs under OUT and build a release from them via the real code path."""
+    from mantis_data.cutouts.local import LocalFitsSource
+
     from .build import build_release
     from .catalogs.compile import compile_targets, find_catalogs, write_outputs
-    from .cutouts.local import LocalFitsSource
     from .mock.catalogs import write_catalogs
     from .mock.cutouts import write_cutouts
     from .mock.sky import MockSky
@@ -106,7 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Fetch every target's cutouts from the services into a resumable cache folder."""
-    from .cutouts.fetch import FetchConfig, fetch_cutouts, format_summary
+    from mantis_data.cutouts.fetch import FetchConfig, fetch_cutouts, format_summary
 
     config = FetchConfig(
         ps1_url=args.ps1_url,
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build a release from targets and cutouts")
     build.add_argument("--targets", required=True, type=Path, help="targets.parquet (catalog_audit.parquet beside it)")
-    build.add_argument("--cutouts", required=True, type=Path, help="cutout cache folder (builders/cutouts/layout.py)")
+    build.add_argument("--cutouts", required=True, type=Path, help="cutout cache folder (mantis_data/cutouts/layout.py)")
     build.add_argument("--out", required=True, type=Path)
     build.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB)
     build.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")

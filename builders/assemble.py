@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mantis_data.bands import SURVEYS
+from mantis_data.cutouts.base import Stamps
 from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES
-
-from .cutouts.base import Stamps
 
 MAX_NAN_FRACTION = 0.01
 """The paper's rule: reject a Pan-STARRS cutout with more than 1% NaN pixels in any band."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 import mantis_data
+from mantis_data.cutouts.base import CutoutSource
 from mantis_data.dust import DustMaps, check_dust_maps, describe
 from mantis_data.errors import InputDataError
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR
@@ -22,7 +23,6 @@ from mantis_data.schema import IMAGE_DTYPE, IMAGE_SHAPES, SPLITS
 
 from . import assemble as assemble_mod
 from .catalogs.compile import reason_kind, summary_table
-from .cutouts.base import CutoutSource
 from .executor import run_shards
 from .io import atomic_write_json, atomic_write_parquet, sha256_file
 from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, split_of

@@ -35,10 +35,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
 
-from .cutouts.base import CutoutSource
 from .io import atomic_write_json, sha256_file
 from .write import ShardResult, ShardTask, run_shard
 

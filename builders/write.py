@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, sha256_file
 from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdataset_members
 
 from .assemble import Target, assemble
-from .cutouts.base import CutoutSource
 from .io import atomic_path
 from .split import shuffle_key
 

@@ -13,10 +13,10 @@ from conftest import DEMO_N, build_demo
 
 from builders.build import build_release
 from builders.catalogs.compile import compile_targets, find_catalogs, reason_kind, write_outputs
-from builders.cutouts.local import LocalFitsSource
 from builders.mock.catalogs import write_catalogs
 from builders.mock.cutouts import cutout_truth, write_cutouts
 from builders.mock.sky import MockSky
+from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.dust import MissingDustMapError
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, verify
 

@@ -18,8 +18,8 @@ import pytest
 from dask.distributed import Client, LocalCluster
 
 from builders.build import build_release
-from builders.cutouts.local import LocalFitsSource
 from builders.executor import RECORD_DIR
+from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, verify
 
 # dask is imported unconditionally above: CI installs the build extra, so a missing dask fails, never skips.

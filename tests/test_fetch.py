@@ -28,7 +28,12 @@ import pytest
 from builders.__main__ import main
 from builders.build import build_release
 from builders.catalogs.compile import compile_targets, find_catalogs, write_outputs
-from builders.cutouts.client import (
+from builders.mock.catalogs import write_catalogs
+from builders.mock.cutouts import render_ps1, write_cutouts
+from builders.mock.server import FaultPlan, MockServer
+from builders.mock.sky import MockSky
+from mantis_data.bands import SURVEY_ORDER, SURVEYS, ps1_zero_point
+from mantis_data.cutouts.client import (
     USER_AGENT,
     HttpClient,
     RequestFailed,
@@ -37,7 +42,7 @@ from builders.cutouts.client import (
     centre_offset_px,
     parse_retry_after,
 )
-from builders.cutouts.fetch import (
+from mantis_data.cutouts.fetch import (
     MANIFEST_NAME,
     FetchConfig,
     HttpSource,
@@ -45,14 +50,9 @@ from builders.cutouts.fetch import (
     fetch_cutouts,
     read_manifest,
 )
-from builders.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
-from builders.cutouts.layout import cutout_path
-from builders.cutouts.local import LocalFitsSource
-from builders.mock.catalogs import write_catalogs
-from builders.mock.cutouts import render_ps1, write_cutouts
-from builders.mock.server import FaultPlan, MockServer
-from builders.mock.sky import MockSky
-from mantis_data.bands import SURVEY_ORDER, SURVEYS, ps1_zero_point
+from mantis_data.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
+from mantis_data.cutouts.layout import cutout_path
+from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.errors import InputDataError
 from mantis_data.release import AUDIT_NAME
 from mantis_data.release import MANIFEST_NAME as RELEASE_MANIFEST

@@ -12,19 +12,19 @@ import pytest
 from astropy.io import fits
 
 from builders.catalogs.ids import make_target_id
-from builders.cutouts.base import CutoutSource, Stamps
-from builders.cutouts.fits import (
+from builders.mock.cutouts import render_legacy, render_ps1, write_cutouts
+from builders.mock.sky import MockSky
+from mantis_data.bands import SURVEYS, ps1_zero_point
+from mantis_data.cutouts.base import CutoutSource, Stamps
+from mantis_data.cutouts.fits import (
     CutoutError,
     CutoutShapeError,
     read_legacy_cube,
     read_ps1_cutout,
     wcs_centre_offset_pixels,
 )
-from builders.cutouts.layout import cutout_path, target_paths
-from builders.cutouts.local import LocalFitsSource
-from builders.mock.cutouts import render_legacy, render_ps1, write_cutouts
-from builders.mock.sky import MockSky
-from mantis_data.bands import SURVEYS, ps1_zero_point
+from mantis_data.cutouts.layout import cutout_path, target_paths
+from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.errors import InputDataError
 
 PS1_BANDS = SURVEYS["ps1"].bands

@@ -15,11 +15,11 @@ from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
 from builders.catalogs.compile import DEFAULT_PRIORITY
-from builders.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
 from builders.mock.catalogs import healpix_nest, write_catalogs
 from builders.mock.cutouts import NoCoverageError, ps1_nan_fraction, render_legacy, render_ps1
 from builders.mock.sky import MockSky, unit_vectors
 from mantis_data.bands import SURVEYS, band, ps1_zero_point
+from mantis_data.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
 
 SDSS_COLUMNS = [
     "specObjID", "ra", "dec", "z", "zErr", "zWarning", "class", "subClass", "z_noqso", "zErr_noqso",

@@ -12,12 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from builders.cutouts.layout import cutout_path
-from builders.cutouts.ps1 import parse_filenames
 from builders.mock.cutouts import render_legacy, render_ps1, write_cutouts
 from builders.mock.server import FAULT_KINDS, FaultPlan, MockServer, ps1_filename, request_key
 from builders.mock.sky import MockSky
 from mantis_data.bands import SURVEYS
+from mantis_data.cutouts.layout import cutout_path
+from mantis_data.cutouts.ps1 import parse_filenames
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@
 'unwise-neo7' layer (one (2, N, N) cube in the service's band order, named by BAND0/BAND1).
 Images are rendered by POSITION: the galaxy nearest to the requested (ra, dec) is drawn at its offset,
 noise is seeded from the rounded position and band, so bytes are deterministic and independent of call
-order. ``write_cutouts`` writes a cutout cache (builders.cutouts.layout) for a target table, planting the
+order. ``write_cutouts`` writes a cutout cache (mantis_data.cutouts.layout) for a target table, planting the
 faults flagged in the sky (no PS1 coverage, a truncated PS1 band file, NaN patches, no GALEX coverage).
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from builders.cutouts.layout import cutout_path
 from mantis_data.bands import LEGACY_SURVEY_LAYERS, SURVEYS, band, ps1_zero_point
+from mantis_data.cutouts.layout import cutout_path
 from mantis_data.errors import InputDataError
 
 from .sky import DEC_LIMIT, FLAG_RADIUS_ARCSEC, PS1_NAN_DISTANCE_PX, MockSky, gnomonic
@@ -465,7 +465,7 @@ def cutout_truth(sky: MockSky, targets) -> pa.Table:
 
 
 def write_cutouts(sky: MockSky, targets, root: str | Path, progress: bool = True) -> dict:
-    """Write every target's cutout files under ``root`` (builders.cutouts.layout paths), atomically.
+    """Write every target's cutout files under ``root`` (mantis_data.cutouts.layout paths), atomically.
 
     ``targets``: pyarrow Table or pandas DataFrame with target_id, ra, dec (degrees). Existing files are
     kept (resumable). Planted faults: no PS1 files where PS1 has no coverage, one truncated PS1 band file

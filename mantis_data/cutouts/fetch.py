@@ -1,6 +1,6 @@
 """Fetch every target's cutouts from the services into a cutout cache, resumably: ``python -m builders fetch``.
 
-The cache is the layout of ``builders.cutouts.layout`` (what ``LocalFitsSource`` and the build read):
+The cache is the layout of ``mantis_data.cutouts.layout`` (what ``LocalFitsSource`` and the build read):
 each validated response is written as it arrives, atomically (a temporary file in ``<cache>/.tmp``,
 then a rename), so the cache never holds a partial or unvalidated file.
 
@@ -44,9 +44,21 @@ from mantis_data.bands import SURVEY_ORDER, SURVEYS
 from mantis_data.errors import InputDataError, MantisDataError
 
 from .base import Stamps
-from .client import HostLimits, HttpClient, Interrupted, InvalidResponse, RequestFailed, RetryPolicy
+from .client import (
+    HostLimits,
+    HttpClient,
+    Interrupted,
+    InvalidResponse,
+    RequestFailed,
+    RetryPolicy,
+)
 from .layout import cutout_path
-from .legacysurvey import DEFAULT_LEGACY_URL, LEGACY_SURVEYS, LegacySurveyClient, LegacySurveySource
+from .legacysurvey import (
+    DEFAULT_LEGACY_URL,
+    LEGACY_SURVEYS,
+    LegacySurveyClient,
+    LegacySurveySource,
+)
 from .ps1 import DEFAULT_PS1_URL, PS1_BANDS, PS1Client, PS1Source
 
 MANIFEST_NAME = "fetch_manifest.jsonl"

@@ -1,6 +1,6 @@
-"""A cutout source reading FITS files from a local cutout cache folder (builders.cutouts.layout).
+"""A cutout source reading FITS files from a local cutout cache folder (mantis_data.cutouts.layout).
 
-When the folder is a fetch cache (it holds ``fetch_manifest.jsonl``, see builders.cutouts.fetch), a survey
+When the folder is a fetch cache (it holds ``fetch_manifest.jsonl``, see mantis_data.cutouts.fetch), a survey
 whose files are missing reports the fetch's own reason instead of 'missing': 'no_coverage' or
 'failed: http 503 after 5 attempts' (assemble turns it into the audit's 'ps1_no_coverage', ...).
 """

@@ -6,7 +6,7 @@ means no Pan-STARRS coverage), then one ``fitscut.cgi`` request per band (red=<f
 size=170, format=fits). Each cutout is validated before it is used or cached: it parses as FITS (not an
 HTML error page), is (170, 170), has EXPTIME, and its WCS centre lies within a pixel of the target.
 fitscut returns linear flux; a response still carrying BSOFTEN/BOFFSET (the asinh-compressed skycell
-form) is linearised by ``builders.cutouts.fits.read_ps1_cutout``, which also gives the band's AB zero
+form) is linearised by ``mantis_data.cutouts.fits.read_ps1_cutout``, which also gives the band's AB zero
 point 25 + 2.5 log10(EXPTIME).
 """
 
