@@ -1,12 +1,20 @@
-"""Shared fixtures: an offline, isolated Hugging Face cache and a small demo release built once per session."""
+"""Shared fixtures: one temp folder per session (removed at the end), an offline HF cache, demo releases."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
+# Everything a test session writes to the temp folder (pytest's tmp_path, the HF cache, torchelastic and
+# Dask scratch, subprocesses' temp files) goes under one folder, removed when the session ends
+# (set MANTIS_KEEP_TEST_TMP=1 to keep it for debugging).
+_SESSION_TMP = tempfile.mkdtemp(prefix="mantis-tests-")
+os.environ["TMPDIR"] = _SESSION_TMP
+tempfile.tempdir = None  # re-read TMPDIR from now on
+
 # Before anything imports `datasets`: never touch the network or the user's cache.
-_HF_HOME = tempfile.mkdtemp(prefix="mantis-hf-")
+_HF_HOME = os.path.join(_SESSION_TMP, "hf")
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -16,6 +24,13 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config) -> None:
+    """Remove the session's temp folder (every tmp_path, the HF cache, scratch) unless asked to keep it."""
+    if not os.environ.get("MANTIS_KEEP_TEST_TMP"):
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
 
 DEMO_N = 160
 """Galaxies in the test sky: enough for every planted defect, small enough for seconds."""
