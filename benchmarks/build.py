@@ -84,7 +84,7 @@ class CommandLineCluster:
         env = dict(os.environ, PYTHONPATH=str(site), DASK_TEMPORARY_DIRECTORY=str(folder / "scratch"))
         dask = [str(Path(sys.executable).parent / "dask")]
         file = folder / "scheduler.json"
-        self._start(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)], env)
+        self._start(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(file)], env)
         deadline = time.monotonic() + 120
         while not file.exists():
             if time.monotonic() > deadline or self.procs[0].poll() is not None:
@@ -94,7 +94,7 @@ class CommandLineCluster:
         time.sleep(0.2)
         self.address = json.loads(file.read_text())["address"]
         for _ in range(workers):
-            self._start(dask + ["worker", self.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"], env)
+            self._start(dask + ["worker", self.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"], env)
 
     def _start(self, cmd: list[str], env: dict) -> None:
         with open(self.folder / f"node{len(self.procs)}.log", "wb") as log:

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from dask.distributed import Client
 
@@ -34,6 +35,7 @@ from mantis_data.release import MANIFEST_NAME, verify
 REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"  # the venv's console script, as a maintainer types it
 START_S = 60.0
+LOOPBACK_HTTP = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]  # the health/metrics server stays, on loopback
 
 
 def shard_hashes(root: Path) -> dict[str, str]:
@@ -78,7 +80,7 @@ class Nodes:
     def scheduler(self, name: str, site: Path) -> str:
         """Start `dask scheduler` on a free loopback port; return its address."""
         file = self.cwd / f"{name}.json"
-        proc = self.start(name, ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)], site)
+        proc = self.start(name, ["scheduler", "--host", "127.0.0.1", "--port", "0", *LOOPBACK_HTTP, "--scheduler-file", str(file)], site)
         deadline = time.monotonic() + START_S
         while True:
             try:
@@ -89,7 +91,7 @@ class Nodes:
 
     def worker(self, name: str, address: str, site: Path, *extra: str) -> subprocess.Popen:
         """Start one `dask worker` process (one thread) for the scheduler at ``address``."""
-        return self.start(name, ["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", *extra], site)
+        return self.start(name, ["worker", address, "--nthreads", "1", "--host", "127.0.0.1", *LOOPBACK_HTTP, *extra], site)
 
     def logs(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-1500:]}" for _, log in self.procs)
@@ -167,6 +169,11 @@ def test_the_nodes_are_outside_the_checkout_and_cannot_import_builders(cluster):
     for spec in [client.run_on_scheduler(origins), *client.run(origins).values()]:
         assert spec["builders"] is None
         assert Path(spec["mantis_data"]).is_relative_to(site)
+    # every socket the nodes listen on (scheduler, nannies, workers) is on loopback
+    processes = [psutil.Process(p.pid) for p, _ in nodes.procs]
+    processes += [child for proc in processes for child in proc.children(recursive=True)]
+    listening = [c.laddr for proc in processes for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 5 and all(addr.ip == "127.0.0.1" for addr in listening), listening
 
 
 def test_a_command_line_cluster_builds_the_local_release_and_survives_a_killed_worker(cluster, demo_release, tmp_path):
