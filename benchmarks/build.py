@@ -1,16 +1,20 @@
-"""Benchmark: build throughput on 1 and 2 workers on the same mock input, and the parallel efficiency.
+"""Benchmark: build throughput on 1 and 2 workers, local pool and a command-line Dask cluster, side by side.
 
-    python benchmarks/build.py [--n 800] [--shard-mb 8] [--workers 1 2] [--dask] [--repeat R] [--keep DIR]
+    python benchmarks/build.py [--n 800] [--shard-mb 8] [--workers 1 2] [--repeat 3] [--local-only] [--keep DIR]
 
 Makes one mock input (sky -> survey catalogs -> targets.parquet -> FITS cutout cache, as the demo does),
 then times the shard phase of the build (builders.executor.run_shards: read FITS, assemble, write the tar
-and the Parquet file, hash them) with each worker count into a fresh output folder, side by side in one
-run: ``--repeat`` rounds, interleaved, and the fastest run of each configuration counts (the machine may
-be shared). Prints samples/s for each and the parallel efficiency (rate_k / rate_1) / k. ``--dask`` adds
-the same builds on a dask.distributed LocalCluster (loopback) with the same worker counts (workers warmed
-up by one shard first, as on a long-lived cluster). Then one end-to-end ``build_release`` (dust, audit,
-cards with plots and manifest around the shards) and the bytes per sample of each format. Every build is
-checked to give byte-identical shards.
+and the Parquet file, hash them) into a fresh output folder for each configuration: the local pool with
+each worker count, and a real Dask cluster of `dask scheduler` + that many `dask worker` processes started
+from the command line (loopback, one thread each, in a temporary folder outside the checkout; the nodes run
+this interpreter with a `pip install` of this checkout first on their PYTHONPATH, the environment
+docs/scaling.md prescribes), reached by its address as `--scheduler` does (connect, check the nodes, run).
+The clusters are started once and warmed up by one build, as a long-lived cluster would be. ``--repeat``
+rounds, interleaved (every configuration once per round, so a burst of load on a shared machine hits all
+of them); each run prints the 1-minute load average before and after it, and the table reports the median
+of the runs. Parallel efficiency is (rate_k / rate_1) / k per executor. Then one end-to-end
+``build_release`` (dust, audit, cards with plots and manifest around the shards) and the bytes per sample
+of each format. Every run is checked to give byte-identical shards.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,13 +64,6 @@ def shard_tasks(targets_path: Path, shard_mb: float, dust: str = "bh") -> list:
     return plan_shards(targets, samples_per_shard(shard_mb))
 
 
-def _warm_up(task, source, scratch: str) -> None:
-    """Build one shard in a worker process into a scratch folder: imports and first calls done before timing."""
-    from builders.executor import shard_task
-
-    shard_task(task, source, Path(scratch) / str(os.getpid()))
-
-
 def timed_shards(tasks: list, source, out: Path, workers: int, scheduler=None) -> tuple[float, int, dict]:
     """(seconds, samples written, {file: sha256}) of one fresh shard phase."""
     shutil.rmtree(out, ignore_errors=True)
@@ -74,16 +74,69 @@ def timed_shards(tasks: list, source, out: Path, workers: int, scheduler=None) -
     return seconds, sum(len(r.samples) for r in results), hashes
 
 
-def timed_dask(tasks: list, source, root: Path, workers: int) -> tuple[float, int, dict]:
-    """timed_shards on a fresh dask LocalCluster of ``workers`` processes (loopback), warmed up by one shard."""
-    from dask.distributed import Client, LocalCluster
+class CommandLineCluster:
+    """`dask scheduler` + ``workers`` x `dask worker` (one thread each) on loopback, run from ``folder``."""
 
-    with (
-        LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
-        client.run(_warm_up, tasks[0], source, str(root / "scratch"))  # as on a long-lived cluster
-        return timed_shards(tasks, source, root / f"out-dask-{workers}", workers, scheduler=client)
+    def __init__(self, folder: Path, workers: int, site: Path):
+        self.folder = folder
+        self.procs: list[subprocess.Popen] = []
+        folder.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(site), DASK_TEMPORARY_DIRECTORY=str(folder / "scratch"))
+        dask = [str(Path(sys.executable).parent / "dask")]
+        file = folder / "scheduler.json"
+        self._start(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(file)], env)
+        deadline = time.monotonic() + 120
+        while not file.exists():
+            if time.monotonic() > deadline or self.procs[0].poll() is not None:
+                self.stop()
+                raise SystemExit(f"the dask scheduler did not start; see {folder}")
+            time.sleep(0.1)
+        time.sleep(0.2)
+        self.address = json.loads(file.read_text())["address"]
+        for _ in range(workers):
+            self._start(dask + ["worker", self.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"], env)
+
+    def _start(self, cmd: list[str], env: dict) -> None:
+        with open(self.folder / f"node{len(self.procs)}.log", "wb") as log:
+            self.procs.append(
+                subprocess.Popen(cmd, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+
+    def stop(self) -> None:
+        """End every process of the cluster (SIGTERM, then SIGKILL), each with its whole session."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for proc in self.procs:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 15
+            for proc in self.procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def install_checkout(site: Path, scratch: Path) -> Path:
+    """`pip install` this checkout's distribution (no dependencies: this interpreter's) into ``site``, for the nodes."""
+    repo = Path(__file__).resolve().parents[1]
+    src = scratch / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(repo / name, src / name)
+    shutil.copytree(repo / "mantis_data", src / "mantis_data", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(src)]
+    subprocess.run(cmd, check=True, timeout=300)
+    return site
+
+
+def wait_for_workers(address: str, n: int) -> None:
+    """Block until ``n`` workers have joined the scheduler at ``address`` (at most 120 s)."""
+    from dask.distributed import Client
+
+    with Client(address, set_as_default=False, timeout=120) as client:
+        client.wait_for_workers(n, timeout=120)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,44 +145,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=800, help="galaxies in the mock sky (default 800)")
     ap.add_argument("--shard-mb", type=float, default=8.0, help="shard size in MB (default 8: ~13 samples a shard)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--dask", action="store_true", help="also run on a dask LocalCluster with the same worker counts")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest counts (default 1)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the table reports medians (default 3)")
+    ap.add_argument("--local-only", action="store_true", help="no Dask cluster: the local pool only")
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temporary one)")
     args = ap.parse_args(argv)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="mantis-bench-build-"))
     root.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    targets_path, cutouts = mock_inputs(root / "inputs", args.n)
-    tasks = shard_tasks(targets_path, args.shard_mb)
-    source = LocalFitsSource(cutouts)
-    timed_shards(tasks[:2], source, root / "scratch", 1)  # warm this process (imports, first calls)
-    n_targets = sum(len(t.targets) for t in tasks)
-    print(
-        f"mock input: {args.n} galaxies -> {n_targets} targets in {len(tasks)} shards of <= "
-        f"{samples_per_shard(args.shard_mb)} ({time.perf_counter() - t0:.1f} s to make); "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
-    )
-    configs = [(kind, k) for kind in (["local", "dask"] if args.dask else ["local"]) for k in args.workers]
-    best: dict[tuple[str, int], tuple[float, int, dict]] = {}
-    for _ in range(args.repeat):  # interleaved, so a burst of load on a shared machine hits every configuration
+    try:
+        return run(args, root)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    """The benchmark proper, in the work folder ``root``."""
+    clusters: dict[int, CommandLineCluster] = {}
+    try:
+        t0 = time.perf_counter()
+        targets_path, cutouts = mock_inputs(root / "inputs", args.n)
+        tasks = shard_tasks(targets_path, args.shard_mb)
+        source = LocalFitsSource(cutouts)
+        timed_shards(tasks[:2], source, root / "scratch", 1)  # warm this process (imports, first calls)
+        n_targets = sum(len(t.targets) for t in tasks)
+        print(
+            f"mock input: {args.n} galaxies -> {n_targets} targets in {len(tasks)} shards of <= "
+            f"{samples_per_shard(args.shard_mb)} ({time.perf_counter() - t0:.1f} s to make); "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+        )
+        kinds = ["local"] if args.local_only else ["local", "dask"]
+        if not args.local_only:
+            site = install_checkout(root / "site", root / "pip")
+            for k in args.workers:
+                clusters[k] = CommandLineCluster(root / f"cluster-{k}", k, site)
+            for k, cluster in clusters.items():
+                wait_for_workers(cluster.address, k)
+                timed_shards(tasks[: 2 * k], source, root / "scratch-dask", k, scheduler=cluster.address)  # warm up
+            print("dask: " + ", ".join(f"{k} worker(s) at {c.address}" for k, c in clusters.items()))
+        configs = [(kind, k) for kind in kinds for k in args.workers]
+        runs: dict[tuple[str, int], list[tuple[float, int, dict]]] = {c: [] for c in configs}
+        for r in range(args.repeat):  # interleaved, so a burst of load on a shared machine hits every configuration
+            for kind, k in configs:
+                before = os.getloadavg()[0]
+                scheduler = clusters[k].address if kind == "dask" else None
+                one = timed_shards(tasks, source, root / f"out-{kind}-{k}", k, scheduler=scheduler)
+                runs[kind, k].append(one)
+                print(f"  round {r + 1} {kind:<5} {k} worker(s): {one[0]:6.2f} s   load average {before:.2f} -> {os.getloadavg()[0]:.2f}")
+        rows = []
+        reference = None
         for kind, k in configs:
-            run = timed_dask(tasks, source, root, k) if kind == "dask" else timed_shards(tasks, source, root / f"out-{kind}-{k}", k)
-            if (kind, k) not in best or run[0] < best[kind, k][0]:
-                best[kind, k] = run
-    rows = []
-    reference = None
-    for kind, k in configs:
-        seconds, samples, hashes = best[kind, k]
-        reference = reference or hashes
-        if hashes != reference:
-            raise SystemExit(f"{kind} build with {k} workers differs from the first build")
-        rows.append((kind, k, seconds, samples, n_targets / seconds))
-    print(f"{'executor':<8} {'workers':>7} {'seconds':>8} {'samples':>8} {'targets/s':>10} {'samples/s':>10} {'efficiency':>10}")
-    base = {kind: rate for kind, k, _, _, rate in rows if k == 1}
-    for kind, k, seconds, samples, rate in rows:
-        eff = (rate / base[kind]) / k if kind in base else float("nan")
-        print(f"{kind:<8} {k:>7} {seconds:>8.2f} {samples:>8} {rate:>10.1f} {samples / seconds:>10.1f} {eff:>10.2f}")
+            for _, _, hashes in runs[kind, k]:
+                reference = reference or hashes
+                if hashes != reference:
+                    raise SystemExit(f"{kind} build with {k} workers differs from the first build")
+            seconds = statistics.median(one[0] for one in runs[kind, k])
+            rows.append((kind, k, seconds, runs[kind, k][0][1], n_targets / seconds))
+        print(f"medians of {args.repeat} runs; load average now {os.getloadavg()[0]:.2f}")
+        print(f"{'executor':<8} {'workers':>7} {'seconds':>8} {'samples':>8} {'targets/s':>10} {'samples/s':>10} {'efficiency':>10}")
+        base = {kind: rate for kind, k, _, _, rate in rows if k == 1}
+        for kind, k, seconds, samples, rate in rows:
+            eff = (rate / base[kind]) / k if kind in base else float("nan")
+            print(f"{kind:<8} {k:>7} {seconds:>8.2f} {samples:>8} {rate:>10.1f} {samples / seconds:>10.1f} {eff:>10.2f}")
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
     # end to end, once (the serial part around the shards: dust, audit, cards with plots, manifest)
     out = root / "out-end-to-end"
     shutil.rmtree(out, ignore_errors=True)
@@ -144,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     for fmt in ("webdataset", "parquet"):
         b = sum(v["bytes"] for v in sizes.values() if v["format"] == fmt)
         print(f"  {fmt:<10} {b / 1e6:8.1f} MB, {b / manifest['total'] / 1e3:6.1f} KB/sample")
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -152,8 +152,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 SCHEDULER_HELP = (
-    "run shards on a Dask cluster: its scheduler address, tcp://host:port (needs dask[distributed]; "
-    "the output folder must be shared with the workers); default: a local process pool"
+    "run shards on a Dask cluster: its scheduler address, tcp://host:port (every node needs this package "
+    "installed with the client's versions, checked first; the output folder must be shared with the workers; "
+    "docs/scaling.md); default: a local process pool"
 )
 
 

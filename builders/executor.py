@@ -12,9 +12,11 @@ Where the tasks run:
 - ``scheduler=None``: a local process pool of ``workers`` processes (default: the usable CPUs, at most
   8). A task that raises, or whose process dies, is resubmitted up to ``retries`` times.
 - ``scheduler="tcp://host:port"`` (or a ``dask.distributed.Client``): one ``client.submit`` per shard with
-  ``retries`` (two per worker thread in flight); a lost worker's tasks are rescheduled by Dask. Dask is imported only on this path. The
-  output folder must be on a filesystem every worker and the client see at the same path, and the
-  workers must be able to import ``builders`` (start them from the checkout or with it on PYTHONPATH).
+  ``retries`` (two per worker thread in flight); a lost worker's tasks are rescheduled by Dask. Dask is
+  imported only on this path. The output folder must be on a filesystem every worker and the client see
+  at the same path. The nodes need the installed package only, not the checkout: each task carries the
+  builders code by value (builders.cluster), and before the first shard is submitted the client checks
+  that the scheduler and every worker have its Python, package versions and ``mantis_data`` source.
 
 A target whose reading or assembly raises (twice) is rejected with ``error: <ExceptionType>: <message>``
 inside the task (builders.write.run_shard), so one bad target never fails its shard or the build; a
@@ -39,6 +41,7 @@ from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
 
+from .cluster import check_cluster, payload
 from .io import atomic_write_json, sha256_file
 from .write import ShardResult, ShardTask, run_shard
 
@@ -91,6 +94,12 @@ def shard_task(task: ShardTask, source: CutoutSource, out_root: str | Path) -> t
     result = run_shard(task, source, out_root)
     atomic_write_json(asdict(result), record_path(out_root, task.name))
     return result, False
+
+
+def dask_shard_task(task: ShardTask, source: CutoutSource, out_root: str) -> tuple[dict, bool]:
+    """shard_task on a Dask worker: the result as plain data (the client rebuilds the ShardResult)."""
+    result, skipped = shard_task(task, source, out_root)
+    return asdict(result), skipped
 
 
 def default_workers() -> int:
@@ -233,6 +242,8 @@ def _run_dask(
     """One ``client.submit`` per shard (a bounded window of them at a time); results as they complete."""
     from dask.distributed import as_completed
 
+    from mantis_data.remote import run_payload
+
     errors: dict[str, str] = {}
     queue = list(todo)
     inflight: dict[str, tuple[Any, ShardTask]] = {}
@@ -245,7 +256,11 @@ def _run_dask(
         while queue and running.count() < window:
             task = queue.pop(0)
             future = client.submit(
-                shard_task, task, source, str(out_root), key=_task_key(task, out_root), pure=False, retries=retries
+                run_payload,
+                payload(dask_shard_task, task, source, str(out_root)),
+                key=_task_key(task, out_root),
+                pure=False,
+                retries=retries,
             )
             inflight[future.key] = (future, task)
             running.add(future)
@@ -261,8 +276,8 @@ def _run_dask(
                     exc = cancelled
                 errors[task.name] = f"{type(exc).__name__}: {exc}"
             else:
-                result, skipped = future.result()
-                done(task, result, skipped)
+                record, skipped = future.result()
+                done(task, ShardResult(**record), skipped)
             future.release()
             submit_more()
     finally:
@@ -307,6 +322,13 @@ def run_shards(
     if len(set(names)) != len(names):
         raise ValueError("shard task names must be unique")
     client, own = _connect(scheduler) if scheduler is not None else (None, False)
+    if client is not None:
+        try:  # before any shard is submitted (and before the progress bar): one clear error, not a failure per shard
+            check_cluster(client, describe_scheduler(scheduler).removeprefix("dask "))
+        except BaseException:
+            if own:
+                client.close()
+            raise
     expected = {t.name for t in tasks if load_done(out_root, t, check_hashes=False) is not None}
     bar = _Progress(tasks, expected, progress, describe_scheduler(scheduler))
     results: dict[str, ShardResult] = {}

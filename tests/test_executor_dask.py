@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pytest
 from dask.distributed import Client, LocalCluster
@@ -66,10 +67,15 @@ class CrashOnceSource(LocalFitsSource):
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     """Two worker processes, one thread each, on loopback; shared by the tests of this module."""
+    scratch = tmp_path_factory.mktemp("dask-scratch")  # not the default /tmp/dask-scratch-space, which would stay
     with (
-        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as lc,
+        dask.config.set({"temporary-directory": str(scratch)}),
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+            local_directory=scratch,
+        ) as lc,
         Client(lc, set_as_default=False) as client,
     ):
         yield lc, client
