@@ -25,6 +25,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,10 +66,15 @@ def _angle(value: Any, what: str, sexagesimal_unit) -> float:
         pass
     import astropy.units as u
     from astropy.coordinates import Angle
+    from astropy.utils.exceptions import AstropyWarning
 
     unit = u.deg if any(c in text.lower() for c in "d°") else sexagesimal_unit
     try:
-        return float(Angle(text, unit=unit).deg)
+        with warnings.catch_warnings():  # 24h, 60m or 60s are out of range (astropy warns and wraps)
+            warnings.simplefilter("error", AstropyWarning)
+            return float(Angle(text, unit=unit).deg)
+    except AstropyWarning as exc:
+        raise CoordinateError(f"{what} {text!r} is out of range ({exc})") from None
     except (ValueError, TypeError, u.UnitsError) as exc:
         raise CoordinateError(
             f"cannot read {what} {text!r} ({exc}); give degrees (150.1) or sexagesimal "

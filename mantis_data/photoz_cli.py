@@ -67,7 +67,7 @@ def format_result(r) -> str:
     if r.ok:
         lo68, hi68 = r.intervals[0.68]
         lo95, hi95 = r.intervals[0.95]
-        lines += [f"  z = {r.z_mean:.5f} (expectation)   mode {r.z_mode:.3f}",
+        lines += [f"  z = {r.z_mean:.6f} (expectation)   mode {r.z_mode:.3f}",
                   f"  68% interval [{lo68:.4f}, {hi68:.4f}]   95% interval [{lo95:.4f}, {hi95:.4f}]",
                   f"  E(B-V) csfd {r.ebv[0]:.4f}, planck {r.ebv[1]:.4f}"]
     flags = [k for k in ("no_galex_coverage", "below_dec_-30", "outside_ps1") if r.flags.get(k)]
