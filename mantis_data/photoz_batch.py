@@ -28,14 +28,24 @@ from .photoz_cli import ID_COLUMNS
 FLAG_COLUMNS = ("no_galex_coverage", "galex_coverage", "ps1_nan_frac_max", "below_dec_-30", "outside_ps1")
 
 
-def read_coords(path: Path) -> dict[str, np.ndarray]:
-    """The CSV's rows: row, target_id, ra_text, dec_text, z (NaN where absent); InputDataError naming the file."""
+def read_coords(path: Path | bytes, name: str | None = None) -> dict[str, np.ndarray]:
+    """The CSV's rows: row, target_id, ra_text, dec_text, z (NaN where absent); InputDataError naming the file.
+
+    ``path`` is a file, or the CSV's bytes (an upload; ``name`` then names it in messages).
+    """
+    import io
+
     import pandas as pd
 
-    if not path.is_file():
-        raise InputDataError(f"coordinates file {path} does not exist; give a CSV with ra and dec columns")
+    if isinstance(path, bytes | bytearray):
+        source, path = io.BytesIO(path), Path(name or "<upload>")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise InputDataError(f"coordinates file {path} does not exist; give a CSV with ra and dec columns")
+        source = path
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise InputDataError(f"{path} is not a readable CSV ({exc}); give a CSV with ra and dec columns") from None
     cols = {c.strip().lower(): c for c in frame.columns}
