@@ -127,7 +127,7 @@ def create_app(predictor: ForcedPhotoZ, max_batch: int = 200):
     def run_batch() -> list[dict]:
         from ..photoz_batch import read_coords
 
-        upload = request.files.get("file")
+        upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
         data = upload.read() if upload is not None else request.get_data()
         if not data:
             raise AppError("bad_input", "upload a CSV with ra and dec columns (form field 'file', or the request body)")
