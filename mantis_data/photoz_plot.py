@@ -50,11 +50,10 @@ def draw_cutouts(fig, spec, result: PhotoZResult) -> None:
 def draw_pmf(ax, result: PhotoZResult) -> None:
     """The PMF over the redshift grid with the 95% and 68% intervals shaded and the mean and mode marked."""
     pmf = np.asarray(result.pmf, dtype=np.float64)
-    ax.plot(GRID, pmf, color="k", lw=1.2, label="P(z)")
-    for level, colour in ((0.95, "#c6dbef"), (0.68, "#6baed6")):
+    for level, colour in ((0.95, "#deebf7"), (0.68, "#9ecae1")):
         lo, hi = result.intervals[level]
-        inside = (GRID >= lo) & (GRID <= hi)
-        ax.fill_between(GRID, 0, pmf, where=inside, color=colour, step=None, label=f"{level:.0%} interval")
+        ax.axvspan(lo, hi, color=colour, lw=0, label=f"{level:.0%} interval [{lo:.3f}, {hi:.3f}]")
+    ax.plot(GRID, pmf, color="k", lw=1.2, label="P(z)")
     ax.axvline(result.z_mean, color="#d62728", lw=1.5, label=f"mean z = {result.z_mean:.4f}")
     ax.axvline(result.z_mode, color="#ff7f0e", lw=1.2, ls="--", label=f"mode z = {result.z_mode:.3f}")
     ax.set_xlim(GRID[0], GRID[-1])
