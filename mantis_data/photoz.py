@@ -154,7 +154,7 @@ class PhotoZResult:
         return reason_kind(self.reason)
 
     def to_dict(self, pmf: bool = True) -> dict[str, Any]:
-        """JSON-ready dict (floats rounded to float32 precision is left to the caller; values are exact)."""
+        """JSON-ready dict: coordinates, reason, kind, flags and, with a prediction, the numbers and the PMF."""
         out: dict[str, Any] = {"ra": self.ra, "dec": self.dec, "target_id": self.target_id, "ok": self.ok,
                                "reason": self.reason, "kind": self.kind, "flags": _jsonable(self.flags)}
         if self.ok:
@@ -262,6 +262,7 @@ class ForcedPhotoZ:
         self.timings: Counter[str] = Counter()
         self._fetch_lock = threading.Lock()  # one fetch at a time into the cache (its manifest and tmp folder)
         self._model_lock = threading.Lock()  # the transform keeps work buffers; one model call at a time
+        self._timings_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the HTTP client's kept-alive connections."""
@@ -277,9 +278,18 @@ class ForcedPhotoZ:
         frame = pd.DataFrame({"target_id": ids, "ra": ra, "dec": dec}).drop_duplicates("target_id")
         t0 = time.perf_counter()
         with self._fetch_lock:
-            summary = fetch_cutouts(frame, self.cache, self.fetch_config, progress=False, client=self.client)
-        self.timings["fetch"] += time.perf_counter() - t0
+            try:
+                summary = fetch_cutouts(frame, self.cache, self.fetch_config, progress=False, client=self.client)
+            except BaseException:
+                # fetch_cutouts stops the client it was given on any error; later calls need a fresh one
+                self.client = self.fetch_config.make_client()
+                raise
+        self._time("fetch", t0)
         return summary
+
+    def _time(self, stage: str, t0: float, t1: float | None = None) -> None:
+        with self._timings_lock:
+            self.timings[stage] += (time.perf_counter() if t1 is None else t1) - t0
 
     def _read(self, ids: list[str], ra: np.ndarray, dec: np.ndarray, keep_images: bool) -> list[PhotoZResult]:
         """Results with the quality rules applied; the accepted ones carry their cleaned stamps in ``images``."""
@@ -313,7 +323,7 @@ class ForcedPhotoZ:
             }
             res.images = clean if (res.ok or keep_images) else None
             out.append(res)
-        self.timings["read"] += time.perf_counter() - t0
+        self._time("read", t0)
         return out
 
     def _infer(self, results: list[PhotoZResult]) -> None:
@@ -328,7 +338,7 @@ class ForcedPhotoZ:
         e = self.dust.ebv(np.array([r.ra for r in results]), np.array([r.dec for r in results]))
         ebv = np.stack([e["ebv_csfd"], e["ebv_planck"]], axis=1).astype(np.float32)
         ebv[~np.isfinite(ebv)] = 0.0  # as the loaders fill a missing value (ebv_fill=0)
-        self.timings["dust"] += time.perf_counter() - t0
+        self._time("dust", t0)
         for start in range(0, len(results), self.batch_size):
             chunk = results[start : start + self.batch_size]
             t0 = time.perf_counter()
@@ -343,9 +353,8 @@ class ForcedPhotoZ:
                     t1 = time.perf_counter()
                     logits = self.model(*model_inputs(x, self.model.config))
                     pmf = torch.softmax(logits.float(), dim=1).cpu().numpy()
-            t2 = time.perf_counter()
-            self.timings["preprocess"] += t1 - t0
-            self.timings["model"] += t2 - t1
+            self._time("preprocess", t0, t1)
+            self._time("model", t1)
             for r, p, eb in zip(chunk, pmf, ebv[start : start + len(chunk)], strict=True):
                 r.pmf = p.astype(np.float32)
                 s = summarise(r.pmf)
