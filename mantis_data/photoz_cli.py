@@ -150,6 +150,8 @@ def run_photoz(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """``mantis-data serve``: load the model once and serve the app (threaded) until interrupted."""
     try:
+        import flask  # noqa: F401
+
         from .app import create_app
     except ImportError as exc:
         raise InputDataError(f"the web app needs Flask: pip install 'mantis-data[app]' ({exc})") from None
