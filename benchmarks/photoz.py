@@ -6,7 +6,9 @@
 Default: a mock sky of N galaxies behind the mock server; the batch mode (``predict_catalog``, the code
 ``mantis-data photoz --coords`` runs) first fetches every cutout (cold), then runs again on warm cutouts
 (the cache filled; the fetch step only reads the manifest). Printed: coordinates per second warm, the share
-of time in fetch, preprocessing (cache files + quality rules + E(B-V) + transform) and the model, and the
+of time in fetch, preprocessing (cache files + quality rules + E(B-V) + transform) and the model (the
+fetch of the next chunk runs in a thread beside the model, so the stage times add up to more than the
+wall time when cold), and the
 same warm run with the model called one coordinate at a time (the baseline) with the ratio.
 The model is an early-fusion ConvNeXt of --backbone (random weights) at the paper's 9 x 120 x 120 input.
 

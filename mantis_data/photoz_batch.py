@@ -2,8 +2,8 @@
 
 The CSV needs ``ra`` and ``dec`` columns (any case; degrees or sexagesimal text), optionally an id
 (``target_id``, ``id``, ``name`` or ``objid``; default the row number) and ``z`` (a known redshift, so the
-output can be scored with ``mantis-data evaluate``). Coordinates go through ``ForcedPhotoZ`` in chunks;
-each finished chunk is one part file ``<out>.parts/part-<first row>.parquet`` (written atomically). A
+output can be scored with ``mantis-data evaluate``). Coordinates go through ``ForcedPhotoZ`` in chunks (the next chunk's
+cutouts are fetched in a background thread while the model runs on this one); each finished chunk is one part file ``<out>.parts/part-<first row>.parquet`` (written atomically). A
 rerun reads the parts, skips their rows and goes on; at the end it writes
 
 - ``<out>``: one row per coordinate with a prediction, in the predictions format (``target_id``, ``z``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
     from tqdm.auto import tqdm
 
     from .evaluate import PREDICTIONS_FORMAT
-    from .photoz import CoordinateError, parse_coordinate
+    from .photoz import CoordinateError, coordinate_id, parse_coordinate
     from .redshift import GRID, N_BINS
 
     if chunk < 1:
@@ -157,10 +158,8 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
     timings0 = dict(pz.timings)
     bar = tqdm(total=n, initial=n - len(todo), desc="photoz", unit="coord", disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), chunk):
-            rows = todo[start : start + chunk]
-            ra = np.full(len(rows), np.nan)
-            dec = np.full(len(rows), np.nan)
+        def parse(rows: np.ndarray):
+            ra, dec = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
             reasons: list[str | None] = [None] * len(rows)
             for k, i in enumerate(rows):
                 try:
@@ -168,13 +167,28 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
                 except CoordinateError as exc:
                     reasons[k] = f"bad_coordinate: {exc}"
             good = [k for k in range(len(rows)) if reasons[k] is None]
-            results: list = [None] * len(rows)
-            for k, r in zip(good, pz.predict(ra[good], dec[good]), strict=True):
-                results[k] = r
-                reasons[k] = r.reason
-            table = _part_table(rows, cat["target_id"][rows], ra, dec, cat["z"][rows], results, reasons)
-            _write_atomic_parquet(table, parts / f"part-{int(rows[0]):09d}.parquet")
-            bar.update(len(rows))
+            return rows, ra, dec, reasons, good
+
+        def fetch(job):
+            _, ra, dec, _, good = job
+            if good:
+                pz.fetch([coordinate_id(r, d) for r, d in zip(ra[good], dec[good], strict=True)], ra[good], dec[good])
+
+        jobs = [parse(todo[s : s + chunk]) for s in range(0, len(todo), chunk)]
+        # the next chunk's cutouts are fetched while this chunk runs through the model
+        with ThreadPoolExecutor(1, thread_name_prefix="photoz-fetch") as pool:
+            pending = pool.submit(fetch, jobs[0]) if jobs else None
+            for j, job in enumerate(jobs):
+                pending.result()
+                pending = pool.submit(fetch, jobs[j + 1]) if j + 1 < len(jobs) else None
+                rows, ra, dec, reasons, good = job
+                results: list = [None] * len(rows)
+                for k, r in zip(good, pz.predict(ra[good], dec[good], fetch=False), strict=True):
+                    results[k] = r
+                    reasons[k] = r.reason
+                table = _part_table(rows, cat["target_id"][rows], ra, dec, cat["z"][rows], results, reasons)
+                _write_atomic_parquet(table, parts / f"part-{int(rows[0]):09d}.parquet")
+                bar.update(len(rows))
     finally:
         bar.close()
     _, tables = _done_parts(parts, cat["target_id"])
