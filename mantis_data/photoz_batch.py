@@ -2,8 +2,9 @@
 
 The CSV needs ``ra`` and ``dec`` columns (any case; degrees or sexagesimal text), optionally an id
 (``target_id``, ``id``, ``name`` or ``objid``; default the row number) and ``z`` (a known redshift, so the
-output can be scored with ``mantis-data evaluate``). Coordinates go through ``ForcedPhotoZ`` in chunks (the next chunk's
-cutouts are fetched in a background thread while the model runs on this one); each finished chunk is one part file ``<out>.parts/part-<first row>.parquet`` (written atomically). A
+output can be scored with ``mantis-data evaluate``). Coordinates go through ``ForcedPhotoZ`` in chunks
+(the next chunk's cutouts are fetched in a background thread while the model runs on this one); each
+finished chunk is one part file ``<out>.parts/part-<first row>.parquet`` (written atomically). A
 rerun reads the parts, skips their rows and goes on; at the end it writes
 
 - ``<out>``: one row per coordinate with a prediction, in the predictions format (``target_id``, ``z``,
