@@ -18,10 +18,8 @@ import numpy as np
 
 from mantis_data.bands import SURVEYS
 from mantis_data.cutouts.base import Stamps
-from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES
-
-MAX_NAN_FRACTION = 0.01
-"""The paper's rule: reject a Pan-STARRS cutout with more than 1% NaN pixels in any band."""
+from mantis_data.quality import MAX_NAN_FRACTION, check_survey, galex_coverage  # noqa: F401 (MAX_NAN_FRACTION: build.py)
+from mantis_data.schema import IMAGE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -39,34 +37,6 @@ class Target:
     chunk: int
     ebv_csfd: float | None = None
     ebv_planck: float | None = None
-
-
-def nan_fractions(cube: np.ndarray) -> np.ndarray:
-    """Fraction of non-finite pixels per band of a (bands, ny, nx) cube (float32)."""
-    return (~np.isfinite(cube)).reshape(cube.shape[0], -1).mean(axis=1).astype(np.float32)
-
-
-def check_survey(survey: str, cube: np.ndarray | None, failure: str | None) -> tuple[np.ndarray | None, np.ndarray, str | None]:
-    """Quality-check one survey cube: (cleaned cube or None, NaN fraction per band, reject reason or None)."""
-    n_bands = len(SURVEYS[survey].bands)
-    if failure is not None or cube is None:
-        return None, np.full(n_bands, np.nan, np.float32), f"{survey}_{failure or 'missing'}"
-    if cube.shape != IMAGE_SHAPES[survey]:
-        return None, np.full(n_bands, np.nan, np.float32), f"{survey}_bad_shape: {cube.shape}"
-    fractions = nan_fractions(cube)
-    worst = int(np.argmax(fractions))
-    if fractions[worst] > MAX_NAN_FRACTION:
-        band = SURVEYS[survey].bands[worst]
-        return None, fractions, f"{survey}_nan_fraction:{band}"
-    clean = np.where(np.isfinite(cube), cube, np.float32(0)).astype(np.float32, copy=False)
-    if survey == "unwise" and not clean.any():
-        return None, fractions, "unwise_empty"
-    return clean, fractions, None
-
-
-def galex_coverage(cube: np.ndarray) -> float:
-    """Fraction of GALEX pixels where any band is non-zero (0.0 = no GALEX coverage)."""
-    return float((cube != 0).any(axis=0).mean())
 
 
 def assemble(target: Target, stamps: Stamps) -> tuple[dict | None, str | None]:

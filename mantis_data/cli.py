@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_arguments(evaluate)
     except ImportError:  # evaluation needs matplotlib
         pass
+    from .photoz_cli import register as register_photoz
+
+    register_photoz(sub)  # photoz, serve: each sets args.func
     return parser
 
 
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_info(args.release)
         if args.command == "verify":
             return run_verify(args.release)
+        if getattr(args, "func", None) is not None:
+            return args.func(args)
         from .evaluate import run_evaluate
 
         return run_evaluate(args)
