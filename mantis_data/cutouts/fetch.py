@@ -34,12 +34,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mantis_data._io import atomic_write_bytes
 from mantis_data.bands import SURVEY_ORDER, SURVEYS
 from mantis_data.errors import InputDataError, MantisDataError
 
@@ -211,7 +211,7 @@ class ManifestWriter:
     def __init__(self, cache: str | Path):
         self.path = manifest_path(cache)
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             size = os.fstat(self._fd).st_size
             if size:
                 with open(self.path, "rb") as f:
@@ -324,13 +324,9 @@ class _Cache:
             parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._made.add(parent)
-        tmp = self.tmp / f"{path.name}.{uuid4().hex}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(data, path, tmp_dir=self.tmp)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise InputDataError(f"cannot write {path}: {exc.strerror or exc}; check the cache folder and disk space") from None
         with self._lock:
             self.files_written += 1
