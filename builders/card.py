@@ -97,13 +97,28 @@ def schema_table(fmt: str) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def card_yaml(fmt: str, shard_names: dict[str, list[str]], version: str) -> dict:
-    """The YAML header of one card: configs (default, tiny) and dataset_info features."""
+def card_yaml(
+    fmt: str,
+    shard_names: dict[str, list[str]],
+    version: str,
+    num_examples: dict[str, int] | None = None,
+    tiny_examples: dict[str, int] | None = None,
+) -> dict:
+    """The YAML header of one card: configs (default, tiny) listing each split's files explicitly, and
+    dataset_info with the features and, when given, ``num_examples`` per split (so 🤗 Datasets refuses a
+    shard that is missing, and never reads one the card does not list)."""
     suffix = FORMATS[fmt]["suffix"]
     splits = [s for s in SPLITS if shard_names.get(s)]
-    default = [{"split": s, "path": f"data/{s}-*{suffix}"} for s in splits]
-    tiny = [{"split": s, "path": f"data/{shard_names[s][0]}{suffix}"} for s in splits]
+    default = [{"split": s, "path": [f"data/{n}{suffix}" for n in shard_names[s]]} for s in splits]
+    tiny = [{"split": s, "path": [f"data/{shard_names[s][0]}{suffix}"]} for s in splits]
     features = webdataset_features() if fmt == "webdataset" else parquet_features()
+
+    def info(name: str, counts: dict[str, int] | None) -> dict:
+        out = {"config_name": name, "features": features._to_yaml_list()}
+        if counts is not None:
+            out["splits"] = [{"name": s, "num_examples": int(counts.get(s, 0))} for s in splits]
+        return out
+
     return {
         "pretty_name": f"Mantis Shrimp ({FORMATS[fmt]['title']})",
         "license": "cc-by-4.0",
@@ -113,10 +128,7 @@ def card_yaml(fmt: str, shard_names: dict[str, list[str]], version: str) -> dict
             {"config_name": "default", "data_files": default, "default": True},
             {"config_name": "tiny", "data_files": tiny},
         ],
-        "dataset_info": [
-            {"config_name": "default", "features": features._to_yaml_list()},
-            {"config_name": "tiny", "features": features._to_yaml_list()},
-        ],
+        "dataset_info": [info("default", num_examples), info("tiny", tiny_examples)],
         "version": version,
     }
 
@@ -173,8 +185,14 @@ def write_cards(
     catalog_table: pd.DataFrame,
     cutout_rejections: dict[str, int],
     dust_note: str,
+    num_examples: dict[str, int] | None = None,
+    tiny_examples: dict[str, int] | None = None,
 ) -> list[Path]:
-    """Write README.md and assets/*.png into both dataset folders; return the written paths."""
+    """Write README.md and assets/*.png into both dataset folders; return the written paths.
+
+    ``num_examples``: samples per split (recorded in each card's dataset_info, checked by 🤗 Datasets);
+    ``tiny_examples``: samples per split of the ``tiny`` config (its first shard of each split).
+    """
     template = TEMPLATE.read_text()
     counts = pd.DataFrame(manifest["counts_by_survey"]).fillna(0).astype(int)
     counts = counts.reindex(columns=[s for s in SPLITS if s in counts.columns])
@@ -220,7 +238,7 @@ def write_cards(
             "stream_print": stream_print,
             "plain_snippet": plain,
         }
-        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"]), sort_keys=False, allow_unicode=True)
+        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"], num_examples, tiny_examples), sort_keys=False, allow_unicode=True)
         text = f"---\n{header}---\n\n{render_template(template, values)}"
         readme = folder / "README.md"
         atomic_write_bytes(text.encode("utf-8"), readme)

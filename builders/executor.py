@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 
 from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
-from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, changed_files
 
-from .io import atomic_write_json, sha256_file
+from .io import atomic_path, atomic_write_json, sha256_file
 from .write import ShardResult, ShardTask, run_shard
 
 RECORD_DIR = ".build/shards"
@@ -54,43 +54,89 @@ def record_path(out_root: Path, name: str) -> Path:
     return Path(out_root) / RECORD_DIR / f"{name}.json"
 
 
-def load_done(out_root: str | Path, task: ShardTask, check_hashes: bool = True) -> ShardResult | None:
-    """The recorded result of a finished shard, if its record, fingerprint and files all check out.
+def check_done(
+    out_root: str | Path, task: ShardTask, check_hashes: bool = True, check_inputs: bool = True
+) -> tuple[ShardResult | None, str]:
+    """(the recorded result, '') of a finished shard whose record, fingerprint, input files and outputs check
+    out, else (None, why it must be built: 'new', 'targets changed', '2 cutout files changed', ...).
 
-    ``check_hashes=False`` compares file sizes only (a cheap guess the client uses for progress); the
-    task itself always compares sha256.
+    ``check_hashes=False`` compares output file sizes only and ``check_inputs=False`` skips the input
+    files (a cheap guess the client uses for progress); the task itself checks everything.
     """
     out_root = Path(out_root)
     path = record_path(out_root, task.name)
     if not path.exists():
-        return None
+        return None, "new"
     try:
         result = ShardResult(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
-        return None
+        return None, "its build record is unreadable"
     if result.fingerprint != task.fingerprint():
-        return None
+        parts = task.parts()
+        if not result.parts:
+            return None, "built by an older builder"
+        changed = [k for k in sorted(set(parts) | set(result.parts)) if parts.get(k) != result.parts.get(k)]
+        return None, " and ".join(changed) + " changed"
     for rel, info in result.files.items():
         full = out_root / rel
         try:
             if full.stat().st_size != info["bytes"]:
-                return None
+                return None, f"{rel} changed on disk"
         except OSError:
-            return None
+            return None, f"{rel} is missing"
         if check_hashes and sha256_file(full) != info["sha256"]:
-            return None
-    return result
+            return None, f"{rel} changed on disk"
+    if check_inputs:
+        changed = changed_files(result.inputs)
+        if changed:
+            return None, f"{len(changed)} cutout file{'s' if len(changed) != 1 else ''} changed"
+    return result, ""
+
+
+def load_done(
+    out_root: str | Path, task: ShardTask, check_hashes: bool = True, check_inputs: bool = True
+) -> ShardResult | None:
+    """The recorded result of a finished shard, if its record, fingerprint, inputs and files all check out."""
+    return check_done(out_root, task, check_hashes, check_inputs)[0]
+
+
+def _reuse(done: ShardResult, src_root: Path, out_root: Path) -> None:
+    """Hard-link (or copy) a finished shard's files from another release folder into ``out_root``."""
+    import shutil
+
+    for rel in done.files:
+        dst = out_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            tmp.unlink()
+            try:
+                os.link(src_root / rel, tmp)
+            except OSError:
+                shutil.copy2(src_root / rel, tmp)
 
 
 def shard_task(task: ShardTask, source: CutoutSource, out_root: str | Path) -> tuple[ShardResult, bool]:
-    """Run one shard unless it is already finished; return (result, skipped). Runs on a worker."""
+    """Run one shard unless it is already finished; return (result, skipped). Runs on a worker.
+
+    A shard finished in ``out_root`` is kept; one finished, identical, in ``task.reuse_root`` (the
+    release being replaced) is linked in; otherwise it is built and ``result.rebuilt_because`` says why.
+    """
     out_root = Path(out_root)
-    done = load_done(out_root, task)
+    done, why = check_done(out_root, task)
     if done is not None:
-        return done, True
+        return replace(done, inputs={}), True
+    if task.reuse_root is not None:
+        live = Path(task.reuse_root)
+        done, why = check_done(live, task)
+        if done is not None:
+            _reuse(done, live, out_root)
+            done.rebuilt_because = None
+            atomic_write_json(asdict(done), record_path(out_root, task.name))
+            return replace(done, inputs={}), True
     result = run_shard(task, source, out_root)
+    result.rebuilt_because = why
     atomic_write_json(asdict(result), record_path(out_root, task.name))
-    return result, False
+    return replace(result, inputs={}), False  # the input list stays in the record, not in the client's memory
 
 
 def default_workers() -> int:
@@ -307,7 +353,12 @@ def run_shards(
     if len(set(names)) != len(names):
         raise ValueError("shard task names must be unique")
     client, own = _connect(scheduler) if scheduler is not None else (None, False)
-    expected = {t.name for t in tasks if load_done(out_root, t, check_hashes=False) is not None}
+    expected = {
+        t.name
+        for t in tasks
+        if load_done(out_root, t, check_hashes=False, check_inputs=False) is not None
+        or (t.reuse_root is not None and load_done(t.reuse_root, t, check_hashes=False, check_inputs=False) is not None)
+    }
     bar = _Progress(tasks, expected, progress, describe_scheduler(scheduler))
     results: dict[str, ShardResult] = {}
 

@@ -16,11 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import InputDataError
+
 TEMP_SUFFIX = ".tmp"
 """Suffix of the temporary files (``.<name>.<hex>.tmp``) this module creates."""
 
 __all__ = [
     "TEMP_SUFFIX",
+    "FolderLock",
+    "LockedError",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -124,3 +128,80 @@ def remove_temp_files(folder: str | Path) -> int:
         p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+class LockedError(InputDataError):
+    """Another run holds the folder's lock (the message names it: pid, host, start time)."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder for one run (a build's output folder, a fetch cache): ``<folder>/.lock``.
+
+    Held with ``fcntl.flock`` on the lock file, so the operating system releases it when the holder dies
+    (a lock left by a dead process is simply taken over); the file names the holder (pid, host, start
+    time, command) so a second run can say who holds it. Use as a context manager; a second run raises
+    ``LockedError`` (an InputDataError: CLIs exit 2) naming the holder.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path, what: str = "run"):
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self.what = what
+        self._fd: int | None = None
+
+    def holder(self) -> dict:
+        """The holder recorded in the lock file ({} when unreadable)."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> FolderLock:
+        """Take the lock or raise LockedError naming the holder."""
+        import fcntl
+        import socket
+        import sys
+        import time
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            h = self.holder()
+            who = (
+                f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {h.get('started', '?')}"
+                + (f" ({h['command']})" if h.get("command") else "")
+            )
+            raise LockedError(
+                f"{self.folder} is in use by another {self.what}: {who}; wait for it to finish "
+                f"(or stop it), then rerun"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": " ".join(sys.argv)[:300],
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Release the lock (the file stays, naming the last holder; it is harmless)."""
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mantis_data._io import atomic_write_bytes
+from mantis_data._io import FolderLock, atomic_write_bytes
 from mantis_data.bands import SURVEY_ORDER, SURVEYS
 from mantis_data.errors import InputDataError, MantisDataError
 
@@ -405,6 +405,24 @@ def fetch_cutouts(
     targets_ok, requests, retries, counters (client outcome tallies), files_written, files_kept,
     seconds and cpu_seconds.
     """
+    root = Path(cache)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputDataError(f"cannot use {root} as the cutout cache: {exc.strerror or exc}") from None
+    with FolderLock(root, "fetch"):  # a second fetch into the same cache exits 2 naming this one
+        return _fetch_locked(targets, cache, config, progress=progress, client=client)
+
+
+def _fetch_locked(
+    targets,
+    cache: str | Path,
+    config: FetchConfig | None = None,
+    *,
+    progress: bool = True,
+    client: HttpClient | None = None,
+) -> dict:
+    """fetch_cutouts, with the cache folder's lock held."""
     from tqdm.auto import tqdm
 
     cfg = config or FetchConfig()

@@ -16,7 +16,7 @@ from mantis_data.errors import InputDataError
 
 from .base import Stamps
 from .fits import DEFAULT_MAX_OFFSET_PX, CutoutError, position_failure, read_legacy_cube, read_ps1_cutout
-from .layout import cutout_path
+from .layout import cutout_path, target_paths
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -127,6 +127,11 @@ class LocalFitsSource:
             stamps.failures[survey] = bad
             return
         setattr(stamps, survey, cube)
+
+    def input_files(self, target_id: str) -> list[Path]:
+        """Absolute paths of every file ``get`` reads for one target (a shard's fingerprint covers them)."""
+        root = self.root.resolve()
+        return [p for paths in target_paths(root, target_id).values() for p in paths]
 
     def get(self, target_id: str, ra: float, dec: float) -> Stamps:
         """The stamps of one target at (ra, dec) in degrees ICRS, read from the cache folder."""
