@@ -246,7 +246,7 @@ def _build_locked(
     cutout_reasons = {t: why for r in results for t, why in r.rejections.items()}
 
     # The audit: every input catalog row once, with its fate at the catalog and the cutout stage.
-    audit = pd.read_parquet(catalog_audit_path)
+    audit = read_targets_table(catalog_audit_path, required=("target_id", "survey", "source_file", "accepted"))
     accepted = audit["accepted"].to_numpy(dtype=bool)
     tid = audit["target_id"].astype(object)
     split_map = dict(zip(targets["target_id"], targets["split"], strict=True))
@@ -327,17 +327,26 @@ def _report(results, log) -> None:
     log(f"shards: {len(rebuilt)} rebuilt, {new} new, {kept} unchanged (kept)")
 
 
-def read_targets_table(path: Path) -> pd.DataFrame:
-    """targets.parquet as a DataFrame; a truncated or non-Parquet file is an InputDataError naming it."""
+TARGET_COLUMNS = ("target_id", "survey", "survey_objid", "ra", "dec", "z")
+"""Columns a targets table must have."""
+
+
+def read_targets_table(path: Path, required: tuple[str, ...] = TARGET_COLUMNS) -> pd.DataFrame:
+    """A Parquet table of the catalog stage (targets.parquet, catalog_audit.parquet) with its ``required`` columns;
+    a truncated or non-Parquet file, or a missing column, is an InputDataError naming the file."""
     import pyarrow as pa
 
     try:
-        return pd.read_parquet(path)
-    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        frame = pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputDataError(
             f"{path}: not a readable Parquet table ({first}); recompile it with `python -m builders catalogs`"
         ) from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputDataError(f"{path}: no column {missing[0]!r} (has: {', '.join(map(str, frame.columns))}); recompile it")
+    return frame
 
 
 def _tiny_counts(files: dict[str, dict]) -> dict[str, int]:

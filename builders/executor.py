@@ -215,6 +215,43 @@ def _run_inline(todo: list[ShardTask], source: CutoutSource, out_root: Path, ret
     return errors
 
 
+PARENT_CHECK_S = 0.5
+"""How often (seconds) a pool worker checks that the build client that started it is still alive."""
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: a daemon thread ends the worker within PARENT_CHECK_S once its parent dies.
+
+    A killed client (SIGKILL, OOM) cannot shut its pool down; without this its workers would finish
+    their shard and then idle, holding their memory, until killed by hand. Polling the parent pid
+    works with any start method (fork, spawn, forkserver), unlike PR_SET_PDEATHSIG, which follows
+    the thread that forked the worker.
+    """
+    import threading
+    import time
+
+    first_ppid = os.getppid()  # the client (fork) or the forkserver, which itself ends with the client
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:
+            return True  # re-parented: the process that started this worker has died
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def watch() -> None:
+        while True:
+            if gone():
+                os._exit(1)  # the client is gone: nothing will collect this worker's result
+            time.sleep(PARENT_CHECK_S)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_pool(
     todo: list[ShardTask], source: CutoutSource, out_root: Path, workers: int, retries: int, done: Done
 ) -> dict[str, str]:
@@ -225,7 +262,9 @@ def _run_pool(
     failures: dict[str, int] = {}
     queue = list(todo)
     while queue:
-        with ProcessPoolExecutor(max_workers=min(workers, len(queue))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(queue)), initializer=exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             pending: dict[Future, ShardTask] = {}
             broken = False
             while queue or pending:

@@ -149,7 +149,30 @@ def manifest_path(cache: str | Path) -> Path:
     return Path(cache) / MANIFEST_NAME
 
 
-def _read_records(data: bytes) -> pa.Table:
+def _type_problem(rec: dict) -> str | None:
+    """What is wrong with the types of one manifest record (None when they fit _MANIFEST_SCHEMA)."""
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    for key in ("ra", "dec"):
+        if not number(rec.get(key)):
+            return f"{key} is {rec.get(key)!r}, not a number"
+    for key in (*SURVEY_ORDER, "fetched_at"):
+        if rec.get(key) is not None and not isinstance(rec.get(key), str):
+            return f"{key} is {rec.get(key)!r}, not a string"
+    attempts = rec.get("attempts")
+    if attempts is not None:
+        if not isinstance(attempts, dict):
+            return f"attempts is {attempts!r}, not an object"
+        for s in SURVEY_ORDER:
+            v = attempts.get(s)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                return f"attempts.{s} is {v!r}, not an integer"
+    return None
+
+
+def _read_records(data: bytes, path: Path | str = MANIFEST_NAME) -> pa.Table:
     import io
 
     import pyarrow.json as pj
@@ -161,13 +184,20 @@ def _read_records(data: bytes) -> pa.Table:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         rows = []
-        for line in data.splitlines():  # a damaged line (power cut mid-write) is skipped, not fatal
+        for number, line in enumerate(data.splitlines(), start=1):
             try:
                 rec = json.loads(line)
             except ValueError:
+                continue  # a damaged line (power cut mid-write) is skipped, not fatal
+            if not (isinstance(rec, dict) and isinstance(rec.get("target_id"), str)):
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("target_id"), str):
-                rows.append({k: rec.get(k) for k in _MANIFEST_SCHEMA.names})
+            why = _type_problem(rec)
+            if why is not None:
+                raise InputDataError(
+                    f"{path}:{number}: {why} (target {rec['target_id']!r}); delete that line (its target is "
+                    "fetched again) and rerun"
+                ) from None
+            rows.append({k: rec.get(k) for k in _MANIFEST_SCHEMA.names})
         return pa.Table.from_pylist(rows, schema=_MANIFEST_SCHEMA)
 
 
@@ -182,7 +212,7 @@ def read_manifest(cache: str | Path) -> pd.DataFrame:
     except OSError as exc:
         raise InputDataError(f"cannot read the fetch manifest {path}: {exc.strerror or exc}") from None
     data = data[: data.rfind(b"\n") + 1]
-    table = _read_records(data) if data.strip() else pa.Table.from_pylist([], schema=_MANIFEST_SCHEMA)
+    table = _read_records(data, path) if data.strip() else pa.Table.from_pylist([], schema=_MANIFEST_SCHEMA)
     frame = pd.DataFrame({n: table.column(n).to_pandas() for n in ("target_id", "ra", "dec", *SURVEY_ORDER, "fetched_at")})
     attempts = table.column("attempts").combine_chunks() if table.num_rows else None
     for s in SURVEY_ORDER:
