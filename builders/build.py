@@ -107,14 +107,16 @@ def sample_code_hash() -> str:
 
 
 def _remove_stale(out_root: Path, keep: set[str], tasks) -> None:
-    """Delete shard files (any kind, in the data folders) and records of an earlier build not part of this one."""
+    """Delete the files (any kind: ``<shard>.*`` in the data folders) and records of shards of an earlier
+    build that are not part of this one."""
+    names = {t.name for t in tasks}
     for folder in (WEBDATASET_DIR, PARQUET_DIR):
         data = out_root / folder / "data"
         if data.exists():
             for path in data.iterdir():
-                if path.is_file() and path.relative_to(out_root).as_posix() not in keep:
+                rel = path.relative_to(out_root).as_posix()
+                if path.is_file() and rel not in keep and path.name.split(".")[0] not in names:
                     path.unlink()
-    names = {t.name for t in tasks}
     records = out_root / RECORD_DIR
     if records.exists():
         for path in records.glob("*.json"):
@@ -159,7 +161,7 @@ def _swap_in(stage: Path, out_root: Path) -> None:
             os.rename(dst, replaced / item)
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.rename(src, dst)
-    os.replace(stage / MANIFEST_NAME, out_root / MANIFEST_NAME)
+    os.rename(stage / MANIFEST_NAME, out_root / MANIFEST_NAME)  # last: now the folder is a finished release
     shutil.rmtree(replaced, ignore_errors=True)
     shutil.rmtree(stage, ignore_errors=True)
 

@@ -101,10 +101,14 @@ def load_done(
 
 
 def _reuse(done: ShardResult, src_root: Path, out_root: Path) -> None:
-    """Hard-link (or copy) a finished shard's files from another release folder into ``out_root``."""
+    """Hard-link (or copy) a finished shard's files from another release folder into ``out_root``: those its
+    record lists and any other ``<name>.*`` file beside them (per-shard side files such as an index)."""
     import shutil
 
-    for rel in done.files:
+    rels = set(done.files)
+    for folder in (Path(WEBDATASET_DIR) / "data", Path(PARQUET_DIR) / "data"):
+        rels.update((folder / p.name).as_posix() for p in (src_root / folder).glob(f"{done.name}.*") if p.is_file())
+    for rel in sorted(rels):
         dst = out_root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dst) as tmp:
