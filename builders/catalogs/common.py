@@ -192,13 +192,15 @@ def _check_fits_size(path: Path, hdul) -> None:
         return
     size = path.stat().st_size
     for k in range(len(hdul)):
-        info = hdul.fileinfo(k)
         header = hdul[k].header
-        need = abs(int(header.get("BITPIX", 8))) // 8 * int(np.prod([int(header.get(f"NAXIS{i}", 0)) for i in range(1, int(header.get("NAXIS", 0)) + 1)] or [0]))
-        need += int(header.get("PCOUNT", 0) or 0)
-        if info["datLoc"] + need > size:
+        naxis = int(header.get("NAXIS", 0))
+        dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
+        need = abs(int(header.get("BITPIX", 8))) // 8 * (int(np.prod(dims)) if dims else 0)
+        need += int(header.get("PCOUNT", 0) or 0)  # the heap of variable-length columns
+        start = hdul.fileinfo(k)["datLoc"]
+        if start + need > size:
             raise InputDataError(
-                f"{path}: truncated FITS file ({size} bytes, HDU {k} needs {info['datLoc'] + need}); "
+                f"{path}: truncated FITS file ({size} bytes, HDU {k} needs {start + need}); "
                 "download it again"
             )
 
@@ -222,10 +224,13 @@ def _native(values: np.ndarray) -> np.ndarray:
 
 
 def _read_fits(path: Path, survey: str, required, optional, hdu) -> RawTable:
+    import warnings
+
     from astropy.io import fits
 
     try:
-        with fits.open(path, memmap=not path.name.lower().endswith(".gz")) as hdul:
+        with warnings.catch_warnings(), fits.open(path, memmap=not path.name.lower().endswith(".gz")) as hdul:
+            warnings.filterwarnings("ignore", message="File may have been truncated")  # _check_fits_size: an error
             try:
                 table = hdul[hdu]
             except (KeyError, IndexError):
