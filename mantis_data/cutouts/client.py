@@ -412,6 +412,9 @@ def format_coordinate(value: float) -> str:
 # Response checks shared by the services
 
 
+from .fits import _tan_pixel  # noqa: E402,F401  (moved to fits.py; kept importable from here)
+
+
 def centre_offset_px(header, ra: float, dec: float) -> float:
     """Pixels between an image's centre and (ra, dec) degrees (mantis_data.cutouts.fits.centre_offset_px);
     a missing or broken WCS raises InvalidResponse('no_wcs' / 'unreadable: bad WCS ...')."""
