@@ -307,7 +307,7 @@ def _build_locked(
     dust_note = describe(dust)["note"]
     cards = write_cards(
         stage, manifest, _shard_names(files), release_targets, catalog_table, cutout_rejections, dust_note,
-        num_examples=counts, tiny_examples=_tiny_counts(files),
+        files=files,
     )  # fmt: skip
     for path in [*cards, stage / AUDIT_NAME]:
         rel = path.relative_to(stage).as_posix()
@@ -349,15 +349,6 @@ def read_targets_table(path: Path, required: tuple[str, ...] = TARGET_COLUMNS) -
     if missing:
         raise InputDataError(f"{path}: no column {missing[0]!r} (has: {', '.join(map(str, frame.columns))}); recompile it")
     return frame
-
-
-def _tiny_counts(files: dict[str, dict]) -> dict[str, int]:
-    """Samples in the first shard of each split (the cards' ``tiny`` config)."""
-    first: dict[str, tuple[str, int]] = {}
-    for rel, info in sorted(files.items()):
-        if info.get("format") == "webdataset" and info["split"] not in first:
-            first[info["split"]] = (rel, int(info["samples"]))
-    return {s: n for s, (_, n) in first.items()}
 
 
 def _shard_names(files: dict[str, dict]) -> dict[str, list[str]]:

@@ -101,22 +101,26 @@ def card_yaml(
     fmt: str,
     shard_names: dict[str, list[str]],
     version: str,
-    num_examples: dict[str, int] | None = None,
-    tiny_examples: dict[str, int] | None = None,
+    split_stats: dict[str, dict[str, tuple[int, int]]] | None = None,
 ) -> dict:
     """The YAML header of one card: configs (default, tiny) listing each split's files explicitly, and
-    dataset_info with the features and, when given, ``num_examples`` per split (so 🤗 Datasets refuses a
-    shard that is missing, and never reads one the card does not list)."""
+    dataset_info with the features and, when given, each split's (num_examples, num_bytes) per config
+    (``split_stats[config][split]``; bytes of the shard files), so 🤗 Datasets refuses a shard that is
+    missing or holds another number of samples, and never reads one the card does not list."""
     suffix = FORMATS[fmt]["suffix"]
     splits = [s for s in SPLITS if shard_names.get(s)]
     default = [{"split": s, "path": [f"data/{n}{suffix}" for n in shard_names[s]]} for s in splits]
     tiny = [{"split": s, "path": [f"data/{shard_names[s][0]}{suffix}"]} for s in splits]
     features = webdataset_features() if fmt == "webdataset" else parquet_features()
 
-    def info(name: str, counts: dict[str, int] | None) -> dict:
+    def info(name: str) -> dict:
         out = {"config_name": name, "features": features._to_yaml_list()}
-        if counts is not None:
-            out["splits"] = [{"name": s, "num_examples": int(counts.get(s, 0))} for s in splits]
+        if split_stats is not None:
+            stats = split_stats.get(name, {})
+            out["splits"] = [
+                {"name": s, "num_bytes": int(stats.get(s, (0, 0))[1]), "num_examples": int(stats.get(s, (0, 0))[0])}
+                for s in splits
+            ]
         return out
 
     return {
@@ -128,9 +132,22 @@ def card_yaml(
             {"config_name": "default", "data_files": default, "default": True},
             {"config_name": "tiny", "data_files": tiny},
         ],
-        "dataset_info": [info("default", num_examples), info("tiny", tiny_examples)],
+        "dataset_info": [info("default"), info("tiny")],
         "version": version,
     }
+
+
+def split_stats(files: dict[str, dict], fmt: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """{config: {split: (samples, bytes)}} of one format's shards: all of them (default), the first of each split (tiny)."""
+    out: dict[str, dict[str, tuple[int, int]]] = {"default": {}, "tiny": {}}
+    for _, info in sorted(files.items()):
+        if info.get("format") != fmt:
+            continue
+        split, n, size = info["split"], int(info["samples"]), int(info["bytes"])
+        total = out["default"].get(split, (0, 0))
+        out["default"][split] = (total[0] + n, total[1] + size)
+        out["tiny"].setdefault(split, (n, size))
+    return out
 
 
 def plot_redshifts(release_targets: pd.DataFrame, path: Path) -> None:
@@ -185,13 +202,12 @@ def write_cards(
     catalog_table: pd.DataFrame,
     cutout_rejections: dict[str, int],
     dust_note: str,
-    num_examples: dict[str, int] | None = None,
-    tiny_examples: dict[str, int] | None = None,
+    files: dict[str, dict] | None = None,
 ) -> list[Path]:
     """Write README.md and assets/*.png into both dataset folders; return the written paths.
 
-    ``num_examples``: samples per split (recorded in each card's dataset_info, checked by 🤗 Datasets);
-    ``tiny_examples``: samples per split of the ``tiny`` config (its first shard of each split).
+    ``files``: the manifest's shard entries; with them each card records every split's num_examples
+    and num_bytes (for the ``default`` and the ``tiny`` config), which 🤗 Datasets checks on load.
     """
     template = TEMPLATE.read_text()
     counts = pd.DataFrame(manifest["counts_by_survey"]).fillna(0).astype(int)
@@ -238,7 +254,7 @@ def write_cards(
             "stream_print": stream_print,
             "plain_snippet": plain,
         }
-        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"], num_examples, tiny_examples), sort_keys=False, allow_unicode=True)
+        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"], None if files is None else split_stats(files, fmt)), sort_keys=False, allow_unicode=True)
         text = f"---\n{header}---\n\n{render_template(template, values)}"
         readme = folder / "README.md"
         atomic_write_bytes(text.encode("utf-8"), readme)

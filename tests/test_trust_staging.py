@@ -211,3 +211,32 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(small, tmp_path):
     (out / ".lock").write_text(json.dumps({"pid": 2**22 + 7, "host": socket.gethostname(), "started": "yesterday"}))
     m = _build(targets, cache, out, shard_mb=8)
     assert m["total"] > 20 and verify(out) == []
+
+
+def test_datasets_refuses_a_missing_shard_or_a_wrong_count_and_ignores_an_extra_one(small, tmp_path):
+    from datasets import load_dataset
+
+    targets, cache, _ = small
+    out = tmp_path / "cards"
+    m = _build(targets, cache, out, shard_mb=2)
+    folder = out / WEBDATASET_DIR
+    tars = sorted((folder / "data").glob("train-*.tar"))
+    extra = folder / "data" / "train-09999.tar"
+    shutil.copyfile(tars[0], extra)  # an extra shard the card does not list: never read
+    got = load_dataset(str(folder))
+    assert {s: len(d) for s, d in got.items()} == {s: n for s, n in m["counts"].items() if n}
+    extra.unlink()
+    by_size = {}
+    for t in tars:
+        by_size.setdefault(len(json.loads((out / RECORD_DIR / f"{t.stem}.json").read_text())["samples"]), t)
+    assert len(by_size) >= 2, "need two shards of different sample counts"
+    (small_tar, _), (big_tar, _) = sorted(by_size.items())[0], sorted(by_size.items())[-1]
+    small_path, big_path = by_size[small_tar], by_size[big_tar]
+    shutil.copyfile(big_path, small_path)  # a shard replaced by one with more samples
+    # (a fresh cache: 🤗 Datasets reuses what it prepared before without rereading the files)
+    with pytest.raises(Exception, match="NonMatchingSplitsSizes|num_examples=") as info:
+        load_dataset(str(folder), cache_dir=str(tmp_path / "hf"))
+    assert type(info.value).__name__ == "NonMatchingSplitsSizesError"
+    small_path.unlink()  # a missing shard
+    with pytest.raises(FileNotFoundError, match=small_path.name):
+        load_dataset(str(folder))
