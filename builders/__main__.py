@@ -19,10 +19,14 @@ def _print_catalog_table(audit) -> None:
 
 def cmd_catalogs(args: argparse.Namespace) -> int:
     """Compile targets.parquet and catalog_audit.parquet from a folder of survey catalogs."""
-    from .catalogs.compile import compile_targets, find_catalogs, write_outputs
+    from .catalogs.compile import CATALOG_FILES, compile_targets, find_catalogs, write_outputs
 
-    catalogs = find_catalogs(args.input)
-    targets, audit = compile_targets(catalogs, match_arcsec=args.match_arcsec)
+    surveys = list(CATALOG_FILES) if args.surveys == "all" else [s.strip() for s in args.surveys.split(",") if s.strip()]
+    catalogs = find_catalogs(args.input, surveys=surveys)  # every chosen survey must be there: checked before any work
+    targets, audit = compile_targets(catalogs, match_arcsec=args.match_arcsec, require_rows=True)
+    empty = [s for s in surveys if not (audit["survey"] == s).any()]
+    if empty:
+        raise MantisDataError(f"surveys {', '.join(empty)} yielded no rows; check their files or leave them out with --surveys")
     paths = write_outputs(targets, audit, args.out)
     _print_catalog_table(audit)
     print(f"wrote {paths['targets']} ({len(targets)} targets) and {paths['audit']} ({len(audit)} rows)")
@@ -184,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--in", dest="input", required=True, type=Path, help="folder with <survey>/<file> catalogs")
     cat.add_argument("--out", required=True, type=Path, help="folder for targets.parquet and catalog_audit.parquet")
     cat.add_argument("--match-arcsec", type=float, default=1.0, help="duplicate match radius (arcsec, default 1)")
+    cat.add_argument(
+        "--surveys", default="all",
+        help="comma-separated surveys to compile, e.g. sdss,desi (default all: each of the eight must yield rows)",
+    )  # fmt: skip
     cat.set_defaults(func=cmd_catalogs)
 
     build = sub.add_parser("build", help="build a release from targets and cutouts")

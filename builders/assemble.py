@@ -6,8 +6,9 @@ Quality rules (the paper's, DESIGN.md "Assemble"):
   otherwise NaN -> 0 (the fraction per band is kept in ``ps1_nan_frac``);
 - GALEX and unWISE: the same NaN rule (the paper saw none); GALEX pixels that are exactly 0 mean
   no coverage: recorded in ``galex_coverage``, never a rejection;
-- unWISE all zero is no data: ``unwise_empty``.
-Infinite pixels count as NaN.
+- unWISE all zero is no data: ``unwise_empty``;
+- a pixel that is +-inf or beyond the survey's physical limit (mantis_data.bands.PIXEL_LIMITS) is
+  corruption, not sky: ``<survey>_bad_values: <what> [<band>]``.
 """
 
 from __future__ import annotations

@@ -97,13 +97,32 @@ def schema_table(fmt: str) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def card_yaml(fmt: str, shard_names: dict[str, list[str]], version: str) -> dict:
-    """The YAML header of one card: configs (default, tiny) and dataset_info features."""
+def card_yaml(
+    fmt: str,
+    shard_names: dict[str, list[str]],
+    version: str,
+    split_stats: dict[str, dict[str, tuple[int, int]]] | None = None,
+) -> dict:
+    """The YAML header of one card: configs (default, tiny) listing each split's files explicitly, and
+    dataset_info with the features and, when given, each split's (num_examples, num_bytes) per config
+    (``split_stats[config][split]``; bytes of the shard files), so 🤗 Datasets refuses a shard that is
+    missing or holds another number of samples, and never reads one the card does not list."""
     suffix = FORMATS[fmt]["suffix"]
     splits = [s for s in SPLITS if shard_names.get(s)]
-    default = [{"split": s, "path": f"data/{s}-*{suffix}"} for s in splits]
-    tiny = [{"split": s, "path": f"data/{shard_names[s][0]}{suffix}"} for s in splits]
+    default = [{"split": s, "path": [f"data/{n}{suffix}" for n in shard_names[s]]} for s in splits]
+    tiny = [{"split": s, "path": [f"data/{shard_names[s][0]}{suffix}"]} for s in splits]
     features = webdataset_features() if fmt == "webdataset" else parquet_features()
+
+    def info(name: str) -> dict:
+        out = {"config_name": name, "features": features._to_yaml_list()}
+        if split_stats is not None:
+            stats = split_stats.get(name, {})
+            out["splits"] = [
+                {"name": s, "num_bytes": int(stats.get(s, (0, 0))[1]), "num_examples": int(stats.get(s, (0, 0))[0])}
+                for s in splits
+            ]
+        return out
+
     return {
         "pretty_name": f"Mantis Shrimp ({FORMATS[fmt]['title']})",
         "license": "cc-by-4.0",
@@ -113,12 +132,22 @@ def card_yaml(fmt: str, shard_names: dict[str, list[str]], version: str) -> dict
             {"config_name": "default", "data_files": default, "default": True},
             {"config_name": "tiny", "data_files": tiny},
         ],
-        "dataset_info": [
-            {"config_name": "default", "features": features._to_yaml_list()},
-            {"config_name": "tiny", "features": features._to_yaml_list()},
-        ],
+        "dataset_info": [info("default"), info("tiny")],
         "version": version,
     }
+
+
+def split_stats(files: dict[str, dict], fmt: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """{config: {split: (samples, bytes)}} of one format's shards: all of them (default), the first of each split (tiny)."""
+    out: dict[str, dict[str, tuple[int, int]]] = {"default": {}, "tiny": {}}
+    for _, info in sorted(files.items()):
+        if info.get("format") != fmt:
+            continue
+        split, n, size = info["split"], int(info["samples"]), int(info["bytes"])
+        total = out["default"].get(split, (0, 0))
+        out["default"][split] = (total[0] + n, total[1] + size)
+        out["tiny"].setdefault(split, (n, size))
+    return out
 
 
 def plot_redshifts(release_targets: pd.DataFrame, path: Path) -> None:
@@ -173,8 +202,13 @@ def write_cards(
     catalog_table: pd.DataFrame,
     cutout_rejections: dict[str, int],
     dust_note: str,
+    files: dict[str, dict] | None = None,
 ) -> list[Path]:
-    """Write README.md and assets/*.png into both dataset folders; return the written paths."""
+    """Write README.md and assets/*.png into both dataset folders; return the written paths.
+
+    ``files``: the manifest's shard entries; with them each card records every split's num_examples
+    and num_bytes (for the ``default`` and the ``tiny`` config), which 🤗 Datasets checks on load.
+    """
     template = TEMPLATE.read_text()
     counts = pd.DataFrame(manifest["counts_by_survey"]).fillna(0).astype(int)
     counts = counts.reindex(columns=[s for s in SPLITS if s in counts.columns])
@@ -220,7 +254,7 @@ def write_cards(
             "stream_print": stream_print,
             "plain_snippet": plain,
         }
-        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"]), sort_keys=False, allow_unicode=True)
+        header = yaml.safe_dump(card_yaml(fmt, shard_names, manifest["version"], None if files is None else split_stats(files, fmt)), sort_keys=False, allow_unicode=True)
         text = f"---\n{header}---\n\n{render_template(template, values)}"
         readme = folder / "README.md"
         atomic_write_bytes(text.encode("utf-8"), readme)

@@ -31,7 +31,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 
 from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
-from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, changed_files
 
 from .cluster import check_cluster, payload
-from .io import atomic_write_json, sha256_file
+from .io import atomic_path, atomic_write_json, sha256_file
 from .write import ShardResult, ShardTask, run_shard
 
 RECORD_DIR = ".build/shards"
@@ -57,43 +57,93 @@ def record_path(out_root: Path, name: str) -> Path:
     return Path(out_root) / RECORD_DIR / f"{name}.json"
 
 
-def load_done(out_root: str | Path, task: ShardTask, check_hashes: bool = True) -> ShardResult | None:
-    """The recorded result of a finished shard, if its record, fingerprint and files all check out.
+def check_done(
+    out_root: str | Path, task: ShardTask, check_hashes: bool = True, check_inputs: bool = True
+) -> tuple[ShardResult | None, str]:
+    """(the recorded result, '') of a finished shard whose record, fingerprint, input files and outputs check
+    out, else (None, why it must be built: 'new', 'targets changed', '2 cutout files changed', ...).
 
-    ``check_hashes=False`` compares file sizes only (a cheap guess the client uses for progress); the
-    task itself always compares sha256.
+    ``check_hashes=False`` compares output file sizes only and ``check_inputs=False`` skips the input
+    files (a cheap guess the client uses for progress); the task itself checks everything.
     """
     out_root = Path(out_root)
     path = record_path(out_root, task.name)
     if not path.exists():
-        return None
+        return None, "new"
     try:
         result = ShardResult(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
-        return None
+        return None, "its build record is unreadable"
     if result.fingerprint != task.fingerprint():
-        return None
+        parts = task.parts()
+        if not result.parts:
+            return None, "built by an older builder"
+        changed = [k for k in sorted(set(parts) | set(result.parts)) if parts.get(k) != result.parts.get(k)]
+        return None, " and ".join(changed) + " changed"
     for rel, info in result.files.items():
         full = out_root / rel
         try:
             if full.stat().st_size != info["bytes"]:
-                return None
+                return None, f"{rel} changed on disk"
         except OSError:
-            return None
+            return None, f"{rel} is missing"
         if check_hashes and sha256_file(full) != info["sha256"]:
-            return None
-    return result
+            return None, f"{rel} changed on disk"
+    if check_inputs:
+        changed = changed_files(result.inputs)
+        if changed:
+            return None, f"{len(changed)} cutout file{'s' if len(changed) != 1 else ''} changed"
+    return result, ""
+
+
+def load_done(
+    out_root: str | Path, task: ShardTask, check_hashes: bool = True, check_inputs: bool = True
+) -> ShardResult | None:
+    """The recorded result of a finished shard, if its record, fingerprint, inputs and files all check out."""
+    return check_done(out_root, task, check_hashes, check_inputs)[0]
+
+
+def _reuse(done: ShardResult, src_root: Path, out_root: Path) -> None:
+    """Hard-link (or copy) a finished shard's files from another release folder into ``out_root``: those its
+    record lists and any other ``<name>.*`` file beside them (per-shard side files such as an index)."""
+    import shutil
+
+    rels = set(done.files)
+    for folder in (Path(WEBDATASET_DIR) / "data", Path(PARQUET_DIR) / "data"):
+        rels.update((folder / p.name).as_posix() for p in (src_root / folder).glob(f"{done.name}.*") if p.is_file())
+    for rel in sorted(rels):
+        dst = out_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            tmp.unlink()
+            try:
+                os.link(src_root / rel, tmp)
+            except OSError:
+                shutil.copy2(src_root / rel, tmp)
 
 
 def shard_task(task: ShardTask, source: CutoutSource, out_root: str | Path) -> tuple[ShardResult, bool]:
-    """Run one shard unless it is already finished; return (result, skipped). Runs on a worker."""
+    """Run one shard unless it is already finished; return (result, skipped). Runs on a worker.
+
+    A shard finished in ``out_root`` is kept; one finished, identical, in ``task.reuse_root`` (the
+    release being replaced) is linked in; otherwise it is built and ``result.rebuilt_because`` says why.
+    """
     out_root = Path(out_root)
-    done = load_done(out_root, task)
+    done, why = check_done(out_root, task)
     if done is not None:
-        return done, True
+        return replace(done, inputs={}), True
+    if task.reuse_root is not None:
+        live = Path(task.reuse_root)
+        done, why = check_done(live, task)
+        if done is not None:
+            _reuse(done, live, out_root)
+            done.rebuilt_because = None
+            atomic_write_json(asdict(done), record_path(out_root, task.name))
+            return replace(done, inputs={}), True
     result = run_shard(task, source, out_root)
+    result.rebuilt_because = why
     atomic_write_json(asdict(result), record_path(out_root, task.name))
-    return result, False
+    return replace(result, inputs={}), False  # the input list stays in the record, not in the client's memory
 
 
 def dask_shard_task(task: ShardTask, source: CutoutSource, out_root: str) -> tuple[dict, bool]:
@@ -178,6 +228,43 @@ def _run_inline(todo: list[ShardTask], source: CutoutSource, out_root: Path, ret
     return errors
 
 
+PARENT_CHECK_S = 0.5
+"""How often (seconds) a pool worker checks that the build client that started it is still alive."""
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: a daemon thread ends the worker within PARENT_CHECK_S once its parent dies.
+
+    A killed client (SIGKILL, OOM) cannot shut its pool down; without this its workers would finish
+    their shard and then idle, holding their memory, until killed by hand. Polling the parent pid
+    works with any start method (fork, spawn, forkserver), unlike PR_SET_PDEATHSIG, which follows
+    the thread that forked the worker.
+    """
+    import threading
+    import time
+
+    first_ppid = os.getppid()  # the client (fork) or the forkserver, which itself ends with the client
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:
+            return True  # re-parented: the process that started this worker has died
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def watch() -> None:
+        while True:
+            if gone():
+                os._exit(1)  # the client is gone: nothing will collect this worker's result
+            time.sleep(PARENT_CHECK_S)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_pool(
     todo: list[ShardTask], source: CutoutSource, out_root: Path, workers: int, retries: int, done: Done
 ) -> dict[str, str]:
@@ -188,7 +275,9 @@ def _run_pool(
     failures: dict[str, int] = {}
     queue = list(todo)
     while queue:
-        with ProcessPoolExecutor(max_workers=min(workers, len(queue))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(queue)), initializer=exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             pending: dict[Future, ShardTask] = {}
             broken = False
             while queue or pending:
@@ -329,7 +418,12 @@ def run_shards(
             if own:
                 client.close()
             raise
-    expected = {t.name for t in tasks if load_done(out_root, t, check_hashes=False) is not None}
+    expected = {
+        t.name
+        for t in tasks
+        if load_done(out_root, t, check_hashes=False, check_inputs=False) is not None
+        or (t.reuse_root is not None and load_done(t.reuse_root, t, check_hashes=False, check_inputs=False) is not None)
+    }
     bar = _Progress(tasks, expected, progress, describe_scheduler(scheduler))
     results: dict[str, ShardResult] = {}
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mantis_data.cutouts.base import CutoutSource
 from mantis_data.errors import MantisDataError
-from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, sha256_file
+from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR, file_state, sha256_file
 from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdataset_members
 
 from .assemble import Target, assemble
@@ -33,23 +33,41 @@ PARQUET_ROW_GROUP = 32
 
 @dataclass
 class ShardTask:
-    """One output shard: its split, index and the targets it holds, in order."""
+    """One output shard: its split, index and the targets it holds, in order.
+
+    ``context``: what else the shard's bytes depend on besides its targets, by name (build parameters,
+    dust maps, the sample-making code's hash; builders.build fills it); each entry is part of the
+    fingerprint. ``reuse_root``: a finished release whose identical shard may be reused (hard-linked)
+    instead of rebuilt; not part of the fingerprint.
+    """
 
     split: str
     index: int
     targets: list[Target]
+    context: dict = field(default_factory=dict)
+    reuse_root: str | None = None
 
     @property
     def name(self) -> str:
         """File stem of the shard, e.g. ``train-00003``."""
         return f"{self.split}-{self.index:05d}"
 
-    def fingerprint(self) -> str:
-        """Hash of the task's content (targets and their values): a rerun skips a shard only if it matches."""
+    def parts(self) -> dict[str, str]:
+        """Hash of each input of the shard known before reading it: 'targets' and each ``context`` entry."""
         h = hashlib.sha256(self.name.encode())
         for t in self.targets:
             h.update(json.dumps(asdict(t), sort_keys=True, default=str).encode())
-        return h.hexdigest()
+        out = {"targets": h.hexdigest()}
+        for key, value in sorted(self.context.items()):
+            out[key] = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+        return out
+
+    def fingerprint(self) -> str:
+        """Hash of the task's targets and context: a rerun reuses a shard only if it (and its input files) match."""
+        parts = self.parts()
+        if len(parts) == 1:
+            return parts["targets"]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -62,6 +80,9 @@ class ShardResult:
     samples: list[str] = field(default_factory=list)
     rejections: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)
+    parts: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, list | None] = field(default_factory=dict)
+    rebuilt_because: str | None = None
 
 
 def plan_shards(targets: pd.DataFrame, samples_per_shard: int) -> list[ShardTask]:
@@ -169,10 +190,22 @@ def _read_target(target: Target, source: CutoutSource) -> tuple[dict | None, str
     return None, error_reason(last)
 
 
+def input_state(task: ShardTask, source: CutoutSource) -> dict[str, list | None]:
+    """(size, mtime_ns, sha256) of every file the source reads for the task's targets (None: absent).
+
+    Sources that read files say which through ``input_files(target_id)`` (LocalFitsSource does);
+    for others (HTTP) the result is empty and only the fingerprint decides.
+    """
+    files = getattr(source, "input_files", None)
+    if files is None:
+        return {}
+    return {str(p): file_state(p) for t in task.targets for p in files(t.target_id)}
+
+
 def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> ShardResult:
     """Read, assemble and write one shard (both encodings); return what was written and rejected."""
     out_root = Path(out_root)
-    result = ShardResult(name=task.name, split=task.split, fingerprint=task.fingerprint())
+    result = ShardResult(name=task.name, split=task.split, fingerprint=task.fingerprint(), parts=task.parts())
     samples = []
     for target in task.targets:
         sample, why = _read_target(target, source)
@@ -181,6 +214,7 @@ def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> Sh
             continue
         samples.append(sample)
     result.samples = [s["target_id"] for s in samples]
+    result.inputs = input_state(task, source)
     rel = shard_paths(out_root, task)
     write_tar(samples, out_root / rel["webdataset"])
     write_parquet(samples, out_root / rel["parquet"])

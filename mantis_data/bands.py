@@ -118,6 +118,20 @@ SURVEYS: dict[str, Survey] = {
     ),
 }
 
+PIXEL_LIMITS: dict[str, float] = {
+    "galex": 1.0e7,
+    "ps1": 1.0e10,
+    "unwise": 1.0e10,
+}
+"""Largest physically possible |pixel value| of each survey's stored cutouts, in its ``flux_unit``.
+
+A pixel beyond it (or +-inf) is corruption, not sky: the build rejects the target as
+``<survey>_bad_values``. Generous by orders of magnitude: Pan-STARRS stack counts of a saturated
+star stay below ~1e8 (ZP ~32.5); unWISE W1/W2 of the brightest stars below ~1e9 nanomaggy; GALEX
+stays far below 1e7 in counts/s (ZP 18.82 FUV, 20.08 NUV) and in nanomaggy (ZP 22.5), so the limit
+holds in either unit.
+"""
+
 SURVEY_ORDER: tuple[str, ...] = ("galex", "ps1", "unwise")
 """Surveys in wavelength order; the order of image fields in a sample."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path, atomic_write_text
 from .errors import InputDataError
 from .metrics import (
     DEFAULT_OUTLIER_THRESHOLD,
@@ -106,13 +107,8 @@ def write_predictions(path, target_id, z, pmf, survey=None) -> Path:
     table = pa.table(columns).replace_schema_metadata(
         {"mantis_data.format": PREDICTIONS_FORMAT, "mantis_data.grid": f"0:{GRID[-1]:g}:{N_BINS}"}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -362,12 +358,7 @@ def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]
 
 def _write_text(path: Path, text: str) -> None:
     """Write a text file atomically (temp file + os.replace)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(text, path)
 
 
 def _figure(*args, **kwargs):
@@ -386,12 +377,8 @@ def _figure(*args, **kwargs):
 
 def _save(fig, path: Path) -> None:
     """Save a figure as PNG atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def _plot_pit(path: Path, pit_values: np.ndarray, row: MetricsRow, survey: np.ndarray | None) -> None:

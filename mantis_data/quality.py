@@ -5,15 +5,16 @@
   otherwise NaN -> 0;
 - GALEX and unWISE: the same NaN rule; GALEX pixels that are exactly 0 mean no coverage (recorded,
   never a rejection);
-- unWISE all zero is no data: ``unwise_empty``.
-Infinite pixels count as NaN.
+- unWISE all zero is no data: ``unwise_empty``;
+- a band holding +-inf, or a pixel beyond the survey's physical limit (``bands.PIXEL_LIMITS``), is
+  rejected: ``<survey>_bad_values: <what> [<band>]``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mantis_data.bands import SURVEYS
+from mantis_data.bands import PIXEL_LIMITS, SURVEYS
 from mantis_data.schema import IMAGE_SHAPES
 
 MAX_NAN_FRACTION = 0.01
@@ -21,8 +22,20 @@ MAX_NAN_FRACTION = 0.01
 
 
 def nan_fractions(cube: np.ndarray) -> np.ndarray:
-    """Fraction of non-finite pixels per band of a (bands, ny, nx) cube (float32)."""
-    return (~np.isfinite(cube)).reshape(cube.shape[0], -1).mean(axis=1).astype(np.float32)
+    """Fraction of NaN pixels per band of a (bands, ny, nx) cube (float32)."""
+    return np.isnan(cube).reshape(cube.shape[0], -1).mean(axis=1).astype(np.float32)
+
+
+def bad_values(survey: str, cube: np.ndarray) -> str | None:
+    """'<what> [<band>]' for the first band holding +-inf or a pixel beyond PIXEL_LIMITS[survey], else None."""
+    limit = PIXEL_LIMITS[survey]
+    with np.errstate(invalid="ignore"):
+        peak = np.nanmax(np.abs(cube).reshape(cube.shape[0], -1), axis=1, initial=0.0)
+    for k, value in enumerate(peak):
+        if not value <= limit:
+            what = "inf" if np.isinf(value) else f"|pixel| {value:.3g} > {limit:.0e}"
+            return f"{what} [{SURVEYS[survey].bands[k]}]"
+    return None
 
 
 def check_survey(survey: str, cube: np.ndarray | None, failure: str | None) -> tuple[np.ndarray | None, np.ndarray, str | None]:
@@ -37,7 +50,10 @@ def check_survey(survey: str, cube: np.ndarray | None, failure: str | None) -> t
     if fractions[worst] > MAX_NAN_FRACTION:
         band = SURVEYS[survey].bands[worst]
         return None, fractions, f"{survey}_nan_fraction:{band}"
-    clean = np.where(np.isfinite(cube), cube, np.float32(0)).astype(np.float32, copy=False)
+    bad = bad_values(survey, cube)
+    if bad is not None:
+        return None, fractions, f"{survey}_bad_values: {bad}"
+    clean = np.where(np.isnan(cube), np.float32(0), cube).astype(np.float32, copy=False)
     if survey == "unwise" and not clean.any():
         return None, fractions, "unwise_empty"
     return clean, fractions, None
@@ -48,4 +64,4 @@ def galex_coverage(cube: np.ndarray) -> float:
     return float((cube != 0).any(axis=0).mean())
 
 
-__all__ = ["MAX_NAN_FRACTION", "check_survey", "galex_coverage", "nan_fractions"]
+__all__ = ["MAX_NAN_FRACTION", "bad_values", "check_survey", "galex_coverage", "nan_fractions"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass
@@ -34,6 +35,37 @@ def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_state(path: str | Path) -> list | None:
+    """[size in bytes, mtime in ns, sha256] of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns, sha256_file(path)]
+
+
+def changed_files(recorded: dict[str, list | None]) -> list[str]:
+    """The files of ``recorded`` ({path: file_state or None}) that differ now: appeared, vanished or new content.
+
+    Size + mtime equal means unchanged; otherwise the content hash decides (a touched file is unchanged).
+    """
+    changed = []
+    for path, then in recorded.items():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if then is not None:
+                changed.append(path)
+            continue
+        if then is None:
+            changed.append(path)
+        elif st.st_size != then[0]:
+            changed.append(path)
+        elif st.st_mtime_ns != then[1] and sha256_file(path) != then[2]:
+            changed.append(path)
+    return changed
 
 
 @dataclass
@@ -133,16 +165,19 @@ def verify(root: str | Path, progress: bool = False) -> list[str]:
 
         iterator = tqdm(iterator, desc="verify", unit="file")
     per_split: dict[str, Counter] = {"webdataset": Counter(), "parquet": Counter()}
+    unchecked: set[tuple[str, str]] = set()  # (format, split) with a file already reported: no count line
     for rel, info in iterator:
         path = release.root / rel
+        why = None
         if not path.exists():
-            problems.append(f"{rel}: missing")
-            continue
-        if path.stat().st_size != info.get("bytes"):
-            problems.append(f"{rel}: size {path.stat().st_size} bytes, manifest says {info.get('bytes')}")
-            continue
-        if sha256_file(path) != info.get("sha256"):
-            problems.append(f"{rel}: sha256 mismatch (file corrupted or changed)")
+            why = f"{rel}: missing"
+        elif path.stat().st_size != info.get("bytes"):
+            why = f"{rel}: size {path.stat().st_size} bytes, manifest says {info.get('bytes')}"
+        elif sha256_file(path) != info.get("sha256"):
+            why = f"{rel}: sha256 mismatch (file corrupted or changed)"
+        if why is not None:
+            problems.append(why)
+            unchecked.add((info.get("format"), info.get("split")))
             continue
         fmt = info.get("format")
         if fmt == "webdataset":
@@ -165,6 +200,37 @@ def verify(root: str | Path, progress: bool = False) -> list[str]:
     for fmt, counter in per_split.items():
         for split in SPLITS:
             expected = release.counts.get(split, 0)
-            if counter.get(split, 0) != expected and not any(p.endswith(": missing") for p in problems):
+            if counter.get(split, 0) != expected and (fmt, split) not in unchecked:
                 problems.append(f"{fmt} {split}: files hold {counter.get(split, 0)} samples, manifest says {expected}")
+    problems += stale_inputs(release)
+    return problems
+
+
+BUILD_RECORDS = ".build/shards"
+"""Folder (under the release root) of the builder's per-shard records: what each shard was built from."""
+
+
+def stale_inputs(release: Release) -> list[str]:
+    """'stale: ...' problems: inputs recorded at build time (targets file, each shard's cutout files) that
+    changed since, so a rebuild would give other bytes. Inputs whose folder is gone (a copied or published
+    release) cannot be checked and are skipped."""
+    problems = []
+    targets = release.manifest.get("inputs", {}).get("targets") or {}
+    tpath = targets.get("path")
+    if tpath and targets.get("sha256") and Path(tpath).exists() and sha256_file(tpath) != targets["sha256"]:
+        problems.append(f"stale: {tpath} changed since the build; rerun the build")
+    records = release.root / BUILD_RECORDS
+    for rec in sorted(records.glob("*.json")) if records.is_dir() else []:
+        try:
+            inputs = json.loads(rec.read_text()).get("inputs") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        checkable = {p: v for p, v in inputs.items() if Path(p).parent.parent.exists()}
+        changed = changed_files(checkable)
+        if changed:
+            n = len(changed)
+            problems.append(
+                f"stale: {rec.stem}: {n} cutout file{'s' if n != 1 else ''} changed since the build "
+                f"(first: {changed[0]}); rerun the build to update it"
+            )
     return problems

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from dask.distributed import Client, LocalCluster
 
-from builders.build import build_release
+from builders.build import STAGE_DIR, build_release
 from builders.executor import RECORD_DIR
 from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.release import AUDIT_NAME, MANIFEST_NAME, verify
@@ -137,9 +137,9 @@ def test_killing_a_worker_mid_build_still_gives_the_identical_release(cluster, d
     thread = threading.Thread(target=run)
     thread.start()
     try:
-        _wait_for_records(out / RECORD_DIR, thread.is_alive)
+        _wait_for_records(out / STAGE_DIR / RECORD_DIR, thread.is_alive)
         _signal_all(pids.values(), signal.SIGSTOP)  # freeze both workers: the kill lands mid-build, surely
-        n_done = len(list((out / RECORD_DIR).glob("*.json")))
+        n_done = len(list((out / STAGE_DIR / RECORD_DIR).glob("*.json")))
         busy = [w for w, keys in client.processing().items() if keys and w in pids]
         assert busy, "no worker was running a shard"
         os.kill(pids[busy[0]], signal.SIGKILL)  # its nanny starts a new worker; dask reruns the lost task
@@ -169,23 +169,24 @@ def test_killing_the_client_mid_build_and_rerunning_keeps_finished_shards(cluste
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        _wait_for_records(out / RECORD_DIR, lambda: proc.poll() is None)
+        _wait_for_records(out / STAGE_DIR / RECORD_DIR, lambda: proc.poll() is None)
         _signal_all(pids, signal.SIGSTOP)
         proc.kill()
         proc.wait(timeout=30)
-        finished = sorted(p.stem for p in (out / RECORD_DIR).glob("*.json"))
+        finished = sorted(p.stem for p in (out / STAGE_DIR / RECORD_DIR).glob("*.json"))
     finally:
         _signal_all(pids, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
     assert 0 < len(finished) < n_shards(demo_release), log.read_text()[-2000:]
     assert not (out / MANIFEST_NAME).exists()
-    kept = [p for name in finished for p in out.glob(f"mantis_shrimp*/data/{name}.*")]
+    stage = out / STAGE_DIR  # a killed build leaves its finished shards in the stage, nothing in the release folders
+    kept = [p.relative_to(stage) for name in finished for p in stage.glob(f"mantis_shrimp*/data/{name}.*")]
     assert len(kept) == 2 * len(finished)
-    mtimes = {p: p.stat().st_mtime_ns for p in kept}
+    mtimes = {p: (stage / p).stat().st_mtime_ns for p in kept}
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in kept} == mtimes
+    assert {p: (out / p).stat().st_mtime_ns for p in kept} == mtimes
     assert shard_hashes(out) == shard_hashes(demo_release)
     assert verify(out) == []
 

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from mantis_data._io import atomic_path
 from mantis_data.errors import MantisDataError
 from mantis_data.loaders import make_loader, to_device
 from mantis_data.metrics import galaxy_terms, nmad, outlier_fraction
@@ -262,12 +263,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,14 +9,19 @@ Files are read by ``read_table`` according to their suffix:
 * ``.fits``, ``.fit``, ``.fz``, ``.fits.gz``: a FITS binary table (an HDU given by index or name), columns
   as numpy arrays (numbers stay numbers; NaN coordinates or redshifts are ``bad_coordinates`` /
   ``bad_redshift``, not unreadable rows).
-* ``.csv``: comma-separated with one header line, parsed by Arrow; every value read as text.
-* anything else (``.txt``, ``.dat``, ``.tsv``, ...): an ASCII table: lines starting with ``#`` and
+* ``.csv`` (``.tsv``): comma- (tab-) separated with one header line, parsed by Arrow; every value
+  read as text.
+* anything else (``.txt``, ``.dat``, ...): an ASCII table: lines starting with ``#`` and
   blank lines are skipped, the first other line names the columns, fields are separated by tabs if the
   header has a tab, else by ``|`` or ``,`` if it has one, else by runs of white space.
 
 In text files a row with the wrong number of fields, a value that is not a number where one is needed
 and an empty required value make the row ``unreadable_row: <why>``; it is kept in the table, never
 dropped. Column names are matched exactly, else ignoring case (FITS names are case-insensitive).
+
+Any file may be gzipped (``<name>.gz``: read transparently) and may start with a UTF-8 byte-order
+mark. A FITS file shorter than its headers say (truncated) and a coordinate column (``COORDINATE_COLUMNS``)
+stored as integers are errors naming the file (and column), never silently wrong rows.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ UNIFIED_COLUMNS: tuple[str, ...] = (
 )
 
 FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fz", ".fits.gz", ".fit.gz")
+
+COORDINATE_COLUMNS: frozenset[str] = frozenset({"ra", "dec", "target_ra", "target_dec", "alpha", "delta"})
+"""Column names (lower case) of the survey readers' coordinates: in a FITS table they must be floating point."""
 
 _NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _SEXAGESIMAL_RE = (
@@ -155,9 +163,57 @@ def read_table(
         raise InputDataError(f"{survey}: catalog file {path} does not exist")
     if is_fits(path):
         return _read_fits(path, survey, required, optional, hdu)
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path, survey, required, optional)
+    suffix = base_suffix(path)
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, survey, required, optional, delimiter="," if suffix == ".csv" else "\t")
     return _read_ascii(path, survey, required, optional)
+
+
+def base_suffix(path: Path) -> str:
+    """The file's suffix, lower case, ignoring a final ``.gz``: 'x.csv.gz' -> '.csv'."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return Path(name).suffix
+
+
+def _open_text(path: Path):
+    """A text handle (UTF-8, BOM stripped, bad bytes replaced) on a plain or gzipped file."""
+    import gzip
+
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
+
+
+def _check_fits_size(path: Path, hdul) -> None:
+    """InputDataError when an uncompressed FITS file is shorter than its headers say (a truncated copy)."""
+    if path.name.lower().endswith((".gz", ".fz")):
+        return
+    size = path.stat().st_size
+    for k in range(len(hdul)):
+        header = hdul[k].header
+        naxis = int(header.get("NAXIS", 0))
+        dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
+        need = abs(int(header.get("BITPIX", 8))) // 8 * (int(np.prod(dims)) if dims else 0)
+        need += int(header.get("PCOUNT", 0) or 0)  # the heap of variable-length columns
+        start = hdul.fileinfo(k)["datLoc"]
+        if start + need > size:
+            raise InputDataError(
+                f"{path}: truncated FITS file ({size} bytes, HDU {k} needs {start + need}); "
+                "download it again"
+            )
+
+
+def _check_coordinates(path: Path, survey: str, names_map: dict[str, str], table) -> None:
+    for wanted, actual in names_map.items():
+        if wanted.lower() in COORDINATE_COLUMNS:
+            kind = np.dtype(table.columns[actual].dtype).kind
+            if kind not in "f":
+                raise InputDataError(
+                    f"{survey}: {path}: coordinate column {actual!r} is stored as {table.columns[actual].dtype} "
+                    "(integers), not floating-point degrees; the file is damaged or not the survey's release"
+                )
 
 
 def _native(values: np.ndarray) -> np.ndarray:
@@ -168,10 +224,13 @@ def _native(values: np.ndarray) -> np.ndarray:
 
 
 def _read_fits(path: Path, survey: str, required, optional, hdu) -> RawTable:
+    import warnings
+
     from astropy.io import fits
 
     try:
-        with fits.open(path, memmap=True) as hdul:
+        with warnings.catch_warnings(), fits.open(path, memmap=not path.name.lower().endswith(".gz")) as hdul:
+            warnings.filterwarnings("ignore", message="File may have been truncated")  # _check_fits_size: an error
             try:
                 table = hdul[hdu]
             except (KeyError, IndexError):
@@ -180,22 +239,28 @@ def _read_fits(path: Path, survey: str, required, optional, hdu) -> RawTable:
                 ) from None
             if not isinstance(table, fits.BinTableHDU | fits.TableHDU):
                 raise InputDataError(f"{survey}: HDU {hdu!r} of {path} is not a table")
+            _check_fits_size(path, hdul)
             names = list(table.columns.names)
             names_map = _resolve(names, tuple(required) + tuple(optional))
             require_columns(list(names_map), required, survey, path)
+            _check_coordinates(path, survey, names_map, table)
             data = table.data
             n = 0 if data is None else len(data)
             cols = {}
             for w, actual in names_map.items():
                 cols[w] = _native(data[actual]) if n else np.zeros(0)
-    except OSError as exc:
-        raise InputDataError(f"{survey}: cannot read {path} as FITS: {exc}") from exc
+    except (OSError, EOFError, TypeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputDataError(f"{survey}: cannot read {path} as FITS ({first}); is it truncated? download it again") from None
     return RawTable(path, survey, cols, np.arange(n, dtype=np.int64), found=tuple(names))
 
 
-def _read_csv(path: Path, survey: str, required, optional) -> RawTable:
-    with open(path, "rb") as fh:
-        header = [h.strip().strip('"').strip() for h in fh.readline().decode("utf-8", "replace").strip().split(",")]
+def _read_csv(path: Path, survey: str, required, optional, delimiter: str = ",") -> RawTable:
+    try:
+        with _open_text(path) as fh:
+            header = [h.strip().strip('"').strip() for h in fh.readline().strip().split(delimiter)]
+    except (OSError, EOFError) as exc:
+        raise InputDataError(f"{survey}: cannot read {path}: {exc}") from None
     names_map = _resolve(header, tuple(required) + tuple(optional))
     require_columns(list(names_map), required, survey, path)
     include = list(dict.fromkeys(names_map.values()))
@@ -210,7 +275,7 @@ def _read_csv(path: Path, survey: str, required, optional) -> RawTable:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 include_columns=include, column_types={h: pa.string() for h in include}, strings_can_be_null=True
             ),
@@ -221,8 +286,8 @@ def _read_csv(path: Path, survey: str, required, optional) -> RawTable:
         table, bad_rows = parse(True)
         if any(n is None for n, _ in bad_rows):  # row numbers are only known to a single-threaded parse
             table, bad_rows = parse(False)
-    except pa.ArrowInvalid as exc:
-        raise InputDataError(f"{survey}: cannot parse {path} as CSV: {exc}") from exc
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        raise InputDataError(f"{survey}: cannot parse {path} as CSV: {exc}") from None
     # Line numbers (1-based, header = line 1) of the skipped rows give the data-row index of the others.
     bad_index = np.array(sorted(n - 2 for n, _ in bad_rows), dtype=np.int64)
     all_rows = np.arange(table.num_rows + len(bad_index), dtype=np.int64)
@@ -244,9 +309,10 @@ def _split_fields(header: str) -> tuple[str | None, list[str]]:
 
 def _read_ascii(path: Path, survey: str, required, optional) -> RawTable:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputDataError(f"{survey}: cannot read {path}: {exc}") from exc
+        with _open_text(path) as fh:
+            text = fh.read()
+    except (OSError, EOFError) as exc:
+        raise InputDataError(f"{survey}: cannot read {path}: {exc}") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputDataError(f"{survey}: {path} has no header line naming its columns")

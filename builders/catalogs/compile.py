@@ -58,7 +58,7 @@ READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
 }
 
 CATALOG_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sdss": (("sdss/SpecObjAll.csv",), ("sdss/SpecObjAll.fits",)),
+    "sdss": (("sdss/SpecObjAll.csv",), ("sdss/SpecObjAll.tsv",), ("sdss/SpecObjAll.fits",)),
     "desi": (("desi/zall-pix-fuji.fits",),),
     "deep2": (deep2.FILES,),
     "gama": (gama.FILES,),
@@ -69,7 +69,7 @@ CATALOG_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 """Where ``find_catalogs`` looks for each survey under an input folder: alternative layouts, each a
 tuple of glob patterns read together (in pattern order, then name order); the first layout with any
-file wins."""
+file wins. Folder and file names match ignoring case, and each name may carry a ``.gz`` suffix."""
 
 DEFAULT_PRIORITY: tuple[str, ...] = ("desi", "sdss", "deep2", "gama", "vipers", "vvds", "wigglez", "6dfgs")
 """Which survey's redshift is kept when one galaxy appears in several (first wins)."""
@@ -79,36 +79,89 @@ MATCH_ARCSEC = 1.0
 Z_CONFLICT = 0.01
 
 
+def _survey_folder(folder: Path, name: str) -> Path | None:
+    """The sub-folder ``name`` of ``folder``, matched ignoring case (exact name first)."""
+    if (folder / name).is_dir():
+        return folder / name
+    if folder.is_dir():
+        for child in sorted(folder.iterdir()):
+            if child.is_dir() and child.name.lower() == name.lower():
+                return child
+    return None
+
+
+def accepted_names(survey: str) -> list[str]:
+    """The file names (patterns) ``find_catalogs`` accepts for ``survey``, each also with ``.gz``."""
+    return [pattern.split("/", 1)[1] for layout in CATALOG_FILES[survey] for pattern in layout]
+
+
 def survey_files(folder: str | Path, survey: str) -> list[Path]:
     """The files of ``survey`` under ``folder`` in reading order (empty if none), per ``CATALOG_FILES``."""
+    import fnmatch
+
     folder = Path(folder)
     for layout in CATALOG_FILES[survey]:
         files: list[Path] = []
         for pattern in layout:
-            for path in sorted(folder.glob(pattern)):
-                if path.is_file() and path not in files:
+            sub, name = pattern.split("/", 1)
+            where = _survey_folder(folder, sub)
+            if where is None:
+                continue
+            name = name.lower()
+            for path in sorted(where.iterdir()):
+                low = path.name.lower()
+                if path.is_file() and path not in files and (
+                    fnmatch.fnmatchcase(low, name) or (low.endswith(".gz") and fnmatch.fnmatchcase(low[:-3], name))
+                ):
                     files.append(path)
         if files:
             return files
     return []
 
 
-def find_catalogs(folder: str | Path) -> dict[str, list[Path]]:
-    """The survey catalog files present under ``folder`` (laid out as ``CATALOG_FILES``), per survey in reading order."""
+def find_catalogs(folder: str | Path, surveys: Sequence[str] | None = None) -> dict[str, list[Path]]:
+    """The survey catalog files under ``folder`` (laid out as ``CATALOG_FILES``), per survey in reading order.
+
+    ``surveys``: the surveys that must be there (each one missing is an error); None takes those present.
+    Either way a survey folder that exists but holds no file by an accepted name is an InputDataError
+    naming the folder, the files found and the names accepted, raised before anything is read.
+    """
     folder = Path(folder)
-    found = {}
-    for survey in CATALOG_FILES:
+    if not folder.is_dir():
+        raise InputDataError(f"catalog folder {folder} does not exist")
+    wanted = list(CATALOG_FILES) if surveys is None else list(surveys)
+    unknown = [s for s in wanted if s not in CATALOG_FILES]
+    if unknown:
+        raise InputDataError(f"unknown survey {unknown[0]!r}; choose from {', '.join(CATALOG_FILES)}")
+    found: dict[str, list[Path]] = {}
+    problems: list[str] = []
+    for survey in wanted:
         files = survey_files(folder, survey)
         if files:
             found[survey] = files
+            continue
+        sub = _survey_folder(folder, CATALOG_FILES[survey][0][0].split("/", 1)[0])
+        accepted = " or ".join(f"{n}[.gz]" for n in accepted_names(survey))
+        if sub is not None:
+            present = sorted(p.name for p in sub.iterdir())[:10]
+            problems.append(f"{survey}: nothing readable in {sub} (found: {', '.join(present) or 'no files'}; accepted: {accepted})")
+        elif surveys is not None:
+            problems.append(f"{survey}: no folder {folder / survey} (accepted: {survey}/{accepted})")
+    if problems:
+        raise InputDataError(
+            "; ".join(problems) + ("; choose surveys with --surveys" if surveys is not None else "")
+        )
     if not found:
         expected = ", ".join(p for layouts in CATALOG_FILES.values() for layout in layouts for p in layout)
         raise InputDataError(f"no survey catalog found under {folder}; expected any of: {expected}")
     return found
 
 
-def read_survey(survey: str, paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
-    """One survey's rows from all its files, in order: ``file_row`` within each file, ``source_row`` running through them."""
+def read_survey(survey: str, paths: str | Path | Sequence[str | Path], require_rows: bool = False) -> pd.DataFrame:
+    """One survey's rows from all its files, in order: ``file_row`` within each file, ``source_row`` running through them.
+
+    ``require_rows``: a survey whose files hold no rows (header only, 0-row table) is an InputDataError naming them.
+    """
     if survey not in READERS:
         raise InputDataError(f"no reader for survey {survey!r}; known: {sorted(READERS)}")
     files = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
@@ -121,6 +174,11 @@ def read_survey(survey: str, paths: str | Path | Sequence[str | Path]) -> pd.Dat
         offset += len(frame)
         frames.append(frame)
         pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed parse buffers otherwise
+    if require_rows and offset == 0:
+        raise InputDataError(
+            f"{survey}: {', '.join(map(str, files))} hold{'s' if len(files) == 1 else ''} no rows (a header only, "
+            "or an empty table); download it again or leave the survey out with --surveys"
+        )
     return concat_tables(frames)
 
 
@@ -270,12 +328,16 @@ def compile_targets(
     z_max: float = Z_MAX,
     match_arcsec: float = MATCH_ARCSEC,
     priority: tuple[str, ...] = DEFAULT_PRIORITY,
+    require_rows: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read, cut and deduplicate all catalogs (a file or a list of files per survey): (accepted targets, audit of every row)."""
+    """Read, cut and deduplicate all catalogs (a file or a list of files per survey): (accepted targets, audit of every row).
+
+    ``require_rows`` (what ``python -m builders catalogs`` uses): every survey must yield rows (read_survey).
+    """
     unknown = sorted(set(catalogs) - set(READERS))
     if unknown:
         raise InputDataError(f"no reader for survey(s) {unknown}; known: {sorted(READERS)}")
-    audit = concat_tables([read_survey(s, p) for s, p in sorted(catalogs.items())])
+    audit = concat_tables([read_survey(s, p, require_rows) for s, p in sorted(catalogs.items())])
     reason = audit["reject_reason"].to_numpy(dtype=object).copy()
     dec = audit["dec"].to_numpy()
     z = audit["z"].to_numpy()

@@ -42,7 +42,6 @@ written), z_source (its column), file (path under the folder), file_row, expecte
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ import pyarrow.parquet as pq
 
 from builders.catalogs.compile import DEFAULT_PRIORITY, survey_files
 from builders.catalogs.ids import make_target_id
+from mantis_data._io import atomic_path, atomic_write_text
 
 from .sky import DEC_LIMIT, PATCHES, MockSky, angular_separation_deg
 
@@ -549,9 +549,7 @@ def _write_sdss_csv(rows: list[dict], path: Path) -> None:
         elif kind == "truncated":
             fields = fields[:9]  # a row cut short: too few fields
         lines.append(",".join(fields))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
-    os.replace(tmp, path)
+    atomic_write_text("\n".join(lines) + "\n", path, encoding="ascii")
 
 
 def _write_desi_fits(rows: list[dict], path: Path) -> None:
@@ -582,9 +580,8 @@ def _write_desi_fits(rows: list[dict], path: Path) -> None:
     table = fits.BinTableHDU.from_columns(cols, name="ZCATALOG")
     table.header["SPGRP"] = ("healpix", "Spectral grouping")
     table.header["SPECPROD"] = ("fuji", "Spectroscopic production run")
-    tmp = path.with_name(path.name + ".tmp")
-    fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp, overwrite=True)
 
 
 def sexagesimal(ra: float, dec: float) -> tuple[str, str, float, float]:
@@ -676,11 +673,6 @@ def _partner_survey(rng: np.random.Generator, home: str, patch: str, z: float, d
     return options[int(rng.choice(len(options), p=p))]
 
 
-def _atomic(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
-
-
 def _write_fits_table(rows: list[dict], columns: tuple[tuple[str, str], ...], path: Path, extname: str | None = None) -> None:
     from astropy.io import fits
 
@@ -694,15 +686,12 @@ def _write_fits_table(rows: list[dict], columns: tuple[tuple[str, str], ...], pa
             array = np.array(values, dtype=dtypes[fmt])
         cols.append(fits.Column(name=name, format=fmt, array=array))
     table = fits.BinTableHDU.from_columns(cols, name=extname)
-    tmp = _atomic(path)
-    fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp, overwrite=True)
 
 
 def _write_text(lines: list[str], path: Path) -> None:
-    tmp = _atomic(path)
-    tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
-    os.replace(tmp, path)
+    atomic_write_text("\n".join(lines) + "\n", path, encoding="ascii")
 
 
 def _write_vvds_txt(rows: list[dict], path: Path, part: str) -> None:
@@ -1041,7 +1030,6 @@ def write_catalogs(sky: MockSky, folder: str | Path) -> dict[str, Path]:
         }
     )
     paths["truth"] = folder / "truth.parquet"
-    tmp = paths["truth"].with_name("truth.parquet.tmp")
-    pq.write_table(truth, tmp)
-    os.replace(tmp, paths["truth"])
+    with atomic_path(paths["truth"]) as tmp:
+        pq.write_table(truth, tmp)
     return paths

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from mantis_data._io import atomic_write_bytes
 from mantis_data.bands import LEGACY_SURVEY_LAYERS, SURVEYS, band, ps1_zero_point
 from mantis_data.cutouts.layout import cutout_path
 from mantis_data.errors import InputDataError
@@ -397,10 +397,7 @@ def _truncate(data: bytes) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(data, path, fsync=False)  # a mock cache: thousands of files, regenerable
 
 
 def cutout_truth(sky: MockSky, targets) -> pa.Table:

@@ -412,65 +412,25 @@ def format_coordinate(value: float) -> str:
 # Response checks shared by the services
 
 
-def _tan_pixel(header, ra: float, dec: float) -> tuple[float, float] | None:
-    """1-based pixel (x, y) of (ra, dec) for a plain RA---TAN/DEC--TAN header (no distortion), else None."""
-    if str(header.get("CTYPE1", "")).strip() != "RA---TAN" or str(header.get("CTYPE2", "")).strip() != "DEC--TAN":
-        return None
-    if any(k.startswith(("PV", "A_", "B_", "LONPOLE", "LATPOLE")) for k in header.keys()):
-        return None
-    try:
-        a0, d0 = float(header["CRVAL1"]), float(header["CRVAL2"])
-        p1, p2 = float(header["CRPIX1"]), float(header["CRPIX2"])
-        if "CD1_1" in header or "CD2_2" in header:
-            m11, m12 = float(header.get("CD1_1", 0.0)), float(header.get("CD1_2", 0.0))
-            m21, m22 = float(header.get("CD2_1", 0.0)), float(header.get("CD2_2", 0.0))
-        elif "CDELT1" in header and "CDELT2" in header:
-            c1, c2 = float(header["CDELT1"]), float(header["CDELT2"])
-            pc11, pc12 = float(header.get("PC1_1", 1.0)), float(header.get("PC1_2", 0.0))
-            pc21, pc22 = float(header.get("PC2_1", 0.0)), float(header.get("PC2_2", 1.0))
-            if any(k.startswith("PC00") or k == "CROTA2" for k in header.keys()):
-                return None
-            m11, m12, m21, m22 = c1 * pc11, c1 * pc12, c2 * pc21, c2 * pc22
-        else:
-            return None
-    except (KeyError, TypeError, ValueError):
-        return None
-    ra_r, dec_r, a0r, d0r = map(math.radians, (ra, dec, a0, d0))
-    cosc = math.sin(d0r) * math.sin(dec_r) + math.cos(d0r) * math.cos(dec_r) * math.cos(ra_r - a0r)
-    if cosc <= 0:
-        return (math.inf, math.inf)
-    xi = math.degrees(math.cos(dec_r) * math.sin(ra_r - a0r) / cosc)
-    eta = math.degrees((math.cos(d0r) * math.sin(dec_r) - math.sin(d0r) * math.cos(dec_r) * math.cos(ra_r - a0r)) / cosc)
-    det = m11 * m22 - m12 * m21
-    if det == 0:
-        return None
-    x = (m22 * xi - m12 * eta) / det
-    y = (-m21 * xi + m11 * eta) / det
-    return p1 + x, p2 + y
+from .fits import _tan_pixel  # noqa: E402,F401  (moved to fits.py; kept importable from here)
 
 
 def centre_offset_px(header, ra: float, dec: float) -> float:
-    """Pixels between an image's centre and (ra, dec) degrees by its WCS (fast path for plain TAN headers)."""
-    xy = _tan_pixel(header, ra, dec)
-    if xy is None:
-        from .fits import CutoutError, wcs_centre_offset_pixels
+    """Pixels between an image's centre and (ra, dec) degrees (mantis_data.cutouts.fits.centre_offset_px);
+    a missing or broken WCS raises InvalidResponse('no_wcs' / 'unreadable: bad WCS ...')."""
+    from .fits import CutoutError
+    from .fits import centre_offset_px as _offset
 
-        try:
-            return wcs_centre_offset_pixels(header, ra, dec)
-        except CutoutError as exc:
-            raise InvalidResponse(exc.reason) from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise InvalidResponse(f"unreadable: bad WCS ({exc})") from None
     try:
-        cx = (int(header["NAXIS1"]) + 1) / 2.0
-        cy = (int(header["NAXIS2"]) + 1) / 2.0
-    except (KeyError, TypeError, ValueError):
-        raise InvalidResponse("unreadable: bad NAXIS1/NAXIS2") from None
-    return math.hypot(xy[0] - cx, xy[1] - cy)
+        return _offset(header, ra, dec)
+    except CutoutError as exc:
+        raise InvalidResponse(exc.reason) from None
 
 
 def check_centre(header, ra: float, dec: float, max_offset_px: float) -> None:
-    """Raise InvalidResponse('wrong_position: <px> px') when the WCS centre is farther than ``max_offset_px``."""
-    off = centre_offset_px(header, ra, dec)
-    if not off <= max_offset_px:
-        raise InvalidResponse(f"wrong_position: {off:.1f} px")
+    """Raise InvalidResponse('wrong_position: <px> px' or 'no_wcs') unless the WCS centre is within ``max_offset_px``."""
+    from .fits import position_failure
+
+    why = position_failure(header, ra, dec, max_offset_px)
+    if why is not None:
+        raise InvalidResponse(why)

@@ -34,12 +34,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mantis_data._io import FolderLock, atomic_write_bytes
 from mantis_data.bands import SURVEY_ORDER, SURVEYS
 from mantis_data.errors import InputDataError, MantisDataError
 
@@ -149,7 +149,30 @@ def manifest_path(cache: str | Path) -> Path:
     return Path(cache) / MANIFEST_NAME
 
 
-def _read_records(data: bytes) -> pa.Table:
+def _type_problem(rec: dict) -> str | None:
+    """What is wrong with the types of one manifest record (None when they fit _MANIFEST_SCHEMA)."""
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    for key in ("ra", "dec"):
+        if not number(rec.get(key)):
+            return f"{key} is {rec.get(key)!r}, not a number"
+    for key in (*SURVEY_ORDER, "fetched_at"):
+        if rec.get(key) is not None and not isinstance(rec.get(key), str):
+            return f"{key} is {rec.get(key)!r}, not a string"
+    attempts = rec.get("attempts")
+    if attempts is not None:
+        if not isinstance(attempts, dict):
+            return f"attempts is {attempts!r}, not an object"
+        for s in SURVEY_ORDER:
+            v = attempts.get(s)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                return f"attempts.{s} is {v!r}, not an integer"
+    return None
+
+
+def _read_records(data: bytes, path: Path | str = MANIFEST_NAME) -> pa.Table:
     import io
 
     import pyarrow.json as pj
@@ -161,13 +184,20 @@ def _read_records(data: bytes) -> pa.Table:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         rows = []
-        for line in data.splitlines():  # a damaged line (power cut mid-write) is skipped, not fatal
+        for number, line in enumerate(data.splitlines(), start=1):
             try:
                 rec = json.loads(line)
             except ValueError:
+                continue  # a damaged line (power cut mid-write) is skipped, not fatal
+            if not (isinstance(rec, dict) and isinstance(rec.get("target_id"), str)):
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("target_id"), str):
-                rows.append({k: rec.get(k) for k in _MANIFEST_SCHEMA.names})
+            why = _type_problem(rec)
+            if why is not None:
+                raise InputDataError(
+                    f"{path}:{number}: {why} (target {rec['target_id']!r}); delete that line (its target is "
+                    "fetched again) and rerun"
+                ) from None
+            rows.append({k: rec.get(k) for k in _MANIFEST_SCHEMA.names})
         return pa.Table.from_pylist(rows, schema=_MANIFEST_SCHEMA)
 
 
@@ -182,7 +212,7 @@ def read_manifest(cache: str | Path) -> pd.DataFrame:
     except OSError as exc:
         raise InputDataError(f"cannot read the fetch manifest {path}: {exc.strerror or exc}") from None
     data = data[: data.rfind(b"\n") + 1]
-    table = _read_records(data) if data.strip() else pa.Table.from_pylist([], schema=_MANIFEST_SCHEMA)
+    table = _read_records(data, path) if data.strip() else pa.Table.from_pylist([], schema=_MANIFEST_SCHEMA)
     frame = pd.DataFrame({n: table.column(n).to_pandas() for n in ("target_id", "ra", "dec", *SURVEY_ORDER, "fetched_at")})
     attempts = table.column("attempts").combine_chunks() if table.num_rows else None
     for s in SURVEY_ORDER:
@@ -211,7 +241,7 @@ class ManifestWriter:
     def __init__(self, cache: str | Path):
         self.path = manifest_path(cache)
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             size = os.fstat(self._fd).st_size
             if size:
                 with open(self.path, "rb") as f:
@@ -324,13 +354,9 @@ class _Cache:
             parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._made.add(parent)
-        tmp = self.tmp / f"{path.name}.{uuid4().hex}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(data, path, tmp_dir=self.tmp)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise InputDataError(f"cannot write {path}: {exc.strerror or exc}; check the cache folder and disk space") from None
         with self._lock:
             self.files_written += 1
@@ -409,6 +435,24 @@ def fetch_cutouts(
     targets_ok, requests, retries, counters (client outcome tallies), files_written, files_kept,
     seconds and cpu_seconds.
     """
+    root = Path(cache)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputDataError(f"cannot use {root} as the cutout cache: {exc.strerror or exc}") from None
+    with FolderLock(root, "fetch"):  # a second fetch into the same cache exits 2 naming this one
+        return _fetch_locked(targets, cache, config, progress=progress, client=client)
+
+
+def _fetch_locked(
+    targets,
+    cache: str | Path,
+    config: FetchConfig | None = None,
+    *,
+    progress: bool = True,
+    client: HttpClient | None = None,
+) -> dict:
+    """fetch_cutouts, with the cache folder's lock held."""
     from tqdm.auto import tqdm
 
     cfg = config or FetchConfig()

@@ -15,8 +15,8 @@ from mantis_data.bands import SURVEYS
 from mantis_data.errors import InputDataError
 
 from .base import Stamps
-from .fits import CutoutError, read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
-from .layout import cutout_path
+from .fits import DEFAULT_MAX_OFFSET_PX, CutoutError, position_failure, read_legacy_cube, read_ps1_cutout
+from .layout import cutout_path, target_paths
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -32,11 +32,15 @@ class LocalFitsSource:
 
     Per survey, a missing file gives failures[survey] = 'missing' ('missing: g,r' when only some PS1 bands
     are), an unparseable one 'unreadable: <why>', a wrong shape 'bad_shape: <shape>' (PS1 reasons end with
-    the band in brackets). Images are float32 with NaN as stored. ``max_offset_px``: when set, a file whose
-    WCS puts (ra, dec) farther than this from the image centre fails as 'wrong_position: <px>'.
+    the band in brackets). Images are float32 with NaN as stored. Every file's position is checked by
+    its WCS (mantis_data.cutouts.fits.position_failure, the same check the HTTP clients make): a file whose
+    WCS puts (ra, dec) farther than ``max_offset_px`` pixels (default 1) from the image centre fails as
+    'wrong_position: <px> px', one without a WCS as 'no_wcs'. ``max_offset_px=None`` turns the check off.
     """
 
-    def __init__(self, root: str | Path, max_offset_px: float | None = None, use_fetch_manifest: bool = True):
+    def __init__(
+        self, root: str | Path, max_offset_px: float | None = DEFAULT_MAX_OFFSET_PX, use_fetch_manifest: bool = True
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputDataError(
@@ -70,15 +74,7 @@ class LocalFitsSource:
                     stamps.failures[survey] = reason
 
     def _check_position(self, header, ra: float, dec: float) -> str | None:
-        if self.max_offset_px is None:
-            return None
-        try:
-            off = wcs_centre_offset_pixels(header, ra, dec)
-        except CutoutError as e:
-            return e.reason
-        if off > self.max_offset_px:
-            return f"wrong_position: {off:.1f} px"
-        return None
+        return position_failure(header, ra, dec, self.max_offset_px)
 
     def _ps1(self, stamps: Stamps, target_id: str, ra: float, dec: float) -> None:
         bands = SURVEYS["ps1"].bands
@@ -131,6 +127,11 @@ class LocalFitsSource:
             stamps.failures[survey] = bad
             return
         setattr(stamps, survey, cube)
+
+    def input_files(self, target_id: str) -> list[Path]:
+        """Absolute paths of every file ``get`` reads for one target (a shard's fingerprint covers them)."""
+        root = self.root.resolve()
+        return [p for paths in target_paths(root, target_id).values() for p in paths]
 
     def get(self, target_id: str, ra: float, dec: float) -> Stamps:
         """The stamps of one target at (ra, dec) in degrees ICRS, read from the cache folder."""
