@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_arguments(evaluate)
     except ImportError:  # evaluation needs matplotlib
         pass
+    for module in ("explain_run", "calibrate"):  # each adds its own subcommands (register(sub))
+        importlib.import_module(f".{module}", __package__).register(sub)
     return parser
 
 
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_info(args.release)
         if args.command == "verify":
             return run_verify(args.release)
+        if hasattr(args, "func"):
+            return args.func(args)
         from .evaluate import run_evaluate
 
         return run_evaluate(args)
