@@ -56,8 +56,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 """The 83 feature names in order."""
 MODEL_FILE, MEAN_FILE, STD_FILE, META_FILE = "calpit_checkpoint.pt", "calpit_mean.npy", "calpit_std.npy", "calpit.json"
-DEFAULT_HIDDEN = (128, 128, 128)
-"""Hidden widths of the default network (the released one: four layers of 1024)."""
+DEFAULT_HIDDEN = (128, 128)
+"""Hidden widths of the default network (the released MonotonicNN: four layers of 1024)."""
 
 
 def luptitude(flux) -> np.ndarray:
@@ -140,13 +140,25 @@ def _density_to_pmf(density: np.ndarray) -> np.ndarray:
     return d.astype(np.float32)
 
 
-def calpit_network(n_features: int = len(FEATURE_NAMES), hidden=DEFAULT_HIDDEN, nb_steps: int = 50):
-    """A ``calpit.nn.MonotonicNN`` with a sigmoid output (``n_features`` + 1 inputs: alpha first)."""
+NETWORKS = ("ispline", "monotonic")
+"""``ispline``: calpit's default ``IsplineNN`` (monotone I-spline output; one MLP pass per galaxy for all
+alpha: fast on a CPU). ``monotonic``: ``MonotonicNN`` with a sigmoid output, the paper's and the released
+network (an integral of 50 steps per alpha: train it on a GPU)."""
+
+
+def calpit_network(n_features: int = len(FEATURE_NAMES), hidden=DEFAULT_HIDDEN, network: str = "ispline",
+                   nb_steps: int = 50, num_basis: int = 10, dropout: float = 0.0):
+    """A calpit network with ``n_features`` features (+ alpha): ``IsplineNN`` or ``MonotonicNN`` (``NETWORKS``)."""
     try:
-        from calpit.nn import MonotonicNN
+        from calpit.nn import IsplineNN, MonotonicNN
     except ImportError as exc:
         raise MantisDataError("CalPIT needs the 'calpit' package: pip install 'mantis-data[explain]'") from exc
-    return MonotonicNN(int(n_features), [int(h) for h in hidden], nb_steps=int(nb_steps), output="probability")
+    hidden = [int(h) for h in hidden]
+    if network == "ispline":
+        return IsplineNN(int(n_features), hidden, dropout_p=float(dropout), num_basis=int(num_basis))
+    if network == "monotonic":
+        return MonotonicNN(int(n_features), hidden, nb_steps=int(nb_steps), output="probability")
+    raise MantisDataError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
 
 
 def _hidden_of(sd: dict) -> tuple[int, ...]:
@@ -182,7 +194,8 @@ class Calibrator:
     def _estimator(self):
         import calpit
 
-        return calpit.CalPIT.from_fitted(self.network, predict_batch_size=int(self.meta.get("predict_batch_size", 16)))
+        batch = 256 if self.meta.get("network", "monotonic") == "ispline" else 16
+        return calpit.CalPIT.from_fitted(self.network, predict_batch_size=batch)
 
     def apply(self, pmf, features) -> np.ndarray:
         """Recalibrated PMFs (n, 400) float32 of ``pmf`` (n, 400 or 400,) with raw ``features`` (n, F or F,)."""
@@ -206,6 +219,8 @@ class Calibrator:
         pmf,
         *,
         hidden=DEFAULT_HIDDEN,
+        network: str = "ispline",
+        num_basis: int = 10,
         nb_steps: int = 50,
         floor: float = 0.01,
         epochs: int = 100,
@@ -214,6 +229,7 @@ class Calibrator:
         weight_decay: float = 1e-5,
         oversample: float = 1.0,
         val_fraction: float = 0.1,
+        n_alpha_val: int = 201,
         patience: int = 20,
         seed: int = 0,
         verbose: bool = False,
@@ -230,13 +246,15 @@ class Calibrator:
             raise MantisDataError("features contain NaN or infinite values")
         mean, std = f.mean(axis=0), f.std(axis=0)
         std = np.where(std > 0, std, 1.0)
-        cal = cls(calpit_network(f.shape[1], hidden, nb_steps), mean, std, float(floor),
-                  {"hidden": [int(h) for h in hidden], "nb_steps": int(nb_steps), "n_features": int(f.shape[1]),
+        cal = cls(calpit_network(f.shape[1], hidden, network, nb_steps, num_basis), mean, std, float(floor),
+                  {"network": network, "hidden": [int(h) for h in hidden], "nb_steps": int(nb_steps),
+                   "num_basis": int(num_basis),
+                   "n_features": int(f.shape[1]),
                    "epochs": int(epochs), "seed": int(seed), "n_calibration": int(len(z))})
         est = calpit.CalPIT(
             cal.network, max_epochs=int(epochs), batch_size=int(batch_size), lr=lr, weight_decay=weight_decay,
-            oversample=oversample, val_fraction=val_fraction, patience=patience, random_state=int(seed),
-            verbose=verbose, predict_batch_size=16,
+            oversample=oversample, val_fraction=val_fraction, n_alpha_val=int(n_alpha_val), patience=patience, random_state=int(seed),
+            verbose=verbose, predict_batch_size=256 if network == "ispline" else 16,
             trainer_kwargs={"accelerator": "gpu" if device == "cuda" else "cpu"},
         )
         cde = calpit.GridCDE(_pmf_to_density(np.asarray(pmf), floor), GRID)
@@ -278,12 +296,23 @@ class Calibrator:
     @classmethod
     def load(cls, folder) -> Calibrator:
         """Load a folder written by ``save`` (or the released layout: the .pt and the two .npy files)."""
+        import torch
+
         folder = Path(folder)
         if not folder.is_dir():
             raise MantisDataError(f"calibration model {folder} is not a folder; create it with 'calibrate fit'")
         meta = json.loads((folder / META_FILE).read_text()) if (folder / META_FILE).is_file() else {}
-        return cls.from_released(folder / MODEL_FILE, folder / MEAN_FILE, folder / STD_FILE,
-                                 floor=float(meta.get("floor", 0.01)), nb_steps=int(meta.get("nb_steps", 50)), meta=meta)
+        if meta.get("network", "monotonic") == "monotonic":
+            return cls.from_released(folder / MODEL_FILE, folder / MEAN_FILE, folder / STD_FILE,
+                                     floor=float(meta.get("floor", 0.01)), nb_steps=int(meta.get("nb_steps", 50)), meta=meta)
+        mean, std = (np.load(folder / f) for f in (MEAN_FILE, STD_FILE))
+        net = calpit_network(len(mean), meta["hidden"], "ispline", num_basis=int(meta.get("num_basis", 10)))
+        try:
+            net.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise MantisDataError(f"{folder / MODEL_FILE} does not fit the IsplineNN of {META_FILE} ({exc})") from exc
+        net.eval()
+        return cls(net, mean, std, float(meta.get("floor", 0.01)), meta)
 
     @classmethod
     def from_released(cls, state_dict, mean, std, *, floor: float = 0.8, nb_steps: int = 50, meta=None) -> Calibrator:
@@ -309,14 +338,15 @@ class Calibrator:
         n_in = int(sd["network.net.0.weight"].shape[1]) if "network.net.0.weight" in sd else -1
         if n_in != len(arrays[0]):
             raise MantisDataError(f"the network takes {n_in} features but the statistics have {len(arrays[0])}")
-        net = calpit_network(n_in, _hidden_of(sd), nb_steps)
+        net = calpit_network(n_in, _hidden_of(sd), "monotonic", nb_steps)
         try:
             net.load_state_dict(sd)
         except RuntimeError as exc:
             raise MantisDataError(f"the CalPIT state dict does not fit a MonotonicNN ({exc})") from exc
         net.eval()
         std = np.where(arrays[1] > 0, arrays[1], 1.0)
-        return cls(net, arrays[0], std, float(floor), dict(meta or {}, nb_steps=nb_steps, hidden=list(_hidden_of(sd))))
+        return cls(net, arrays[0], std, float(floor), dict(meta or {}, network="monotonic", nb_steps=nb_steps,
+                                                                hidden=list(_hidden_of(sd))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,7 +365,8 @@ def run_fit(args) -> int:
     preds = read_predictions(args.predictions)
     feats = _features_for(preds, args.release, args.split, not args.no_progress)
     hidden = tuple(int(h) for h in str(args.hidden).split(",") if h)
-    cal = Calibrator.fit(feats, preds.z, preds.pmf, hidden=hidden, nb_steps=args.nb_steps, floor=args.floor,
+    cal = Calibrator.fit(feats, preds.z, preds.pmf, hidden=hidden, network=args.network, num_basis=args.num_basis,
+                         nb_steps=args.nb_steps, floor=args.floor,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          oversample=args.oversample, seed=args.seed, verbose=not args.no_progress, device=args.device)
     cal.meta.update({"predictions": str(Path(args.predictions).resolve()), "split": args.split})
@@ -377,6 +408,8 @@ def register(subparsers) -> None:
     fit.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     fit.add_argument("--out", required=True, type=Path, help="model folder to write")
     fit.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), help="hidden widths (released: 1024,1024,1024,1024)")
+    fit.add_argument("--network", default="ispline", choices=NETWORKS, help="ispline (fast) or monotonic (the paper's)")
+    fit.add_argument("--num-basis", type=int, default=10, help="I-spline basis functions of the ispline network")
     fit.add_argument("--nb-steps", type=int, default=50, help="integration steps of the monotonic network")
     fit.add_argument("--floor", type=float, default=0.01, help="fraction of a uniform PMF mixed into every PMF")
     fit.add_argument("--epochs", type=int, default=100)
