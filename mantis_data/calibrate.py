@@ -358,6 +358,21 @@ def _features_for(preds, release, split: str, progress: bool) -> np.ndarray:
     return release_features(release, split, preds.target_id, progress=progress)
 
 
+def before_after_table(z, before, after, bootstrap: int = 200, seed: int = 0) -> str:
+    """Table 6 of the paper: NMAD, bias, outlier rate, CDE loss and PIT KS before and after recalibration
+    (markdown, with bootstrap uncertainties)."""
+    from .metrics import format_uncertainty, metrics_table
+
+    rows = [metrics_table(z, p, B=bootstrap, seed=seed)[0] for p in (before, after)]
+    lines = ["| metric | before calibration | after calibration |", "| --- | ---: | ---: |"]
+    for name, label, scale in (("nmad", "NMAD (x 10^-2)", 0.01), ("bias", "bias (x 10^-2)", 0.01),
+                               ("outlier_fraction", "η (%)", 1.0), ("cde_loss", "CDE loss", 1.0),
+                               ("pit_ks", "PIT KS distance", 1.0)):
+        cells = [format_uncertainty(getattr(r, name).value, getattr(r, name).error, scale) for r in rows]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_fit(args) -> int:
     """``mantis-data calibrate fit``: features of the predictions' galaxies, CalPIT fit, model folder."""
     from .evaluate import read_predictions
@@ -394,6 +409,16 @@ def run_apply(args) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     write_predictions(out, preds.target_id, preds.z, npy, survey=preds.survey)
+    if args.bootstrap > 0:
+        table = before_after_table(preds.z, preds.pmf, new, bootstrap=args.bootstrap)
+        md = out.with_name(out.stem + "_before_after.md")
+        tmp = md.with_name(f".{md.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(f"# CalPIT on {preds.n} galaxies of {args.split}\n\n{table}", encoding="utf-8")
+            os.replace(tmp, md)
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(table)
     print(f"recalibrated {preds.n} PMFs -> {out} (PMFs in {npy.name}); score it with: mantis-data evaluate {out} --out REPORT")
     return 0
 
@@ -427,5 +452,6 @@ def register(subparsers) -> None:
     app.add_argument("--release", required=True, type=Path)
     app.add_argument("--split", default="test", choices=["train", "validation", "test"])
     app.add_argument("--out", required=True, type=Path, help="predictions file to write (.parquet)")
+    app.add_argument("--bootstrap", type=int, default=200, help="resamples of the before/after table (0: no table)")
     app.add_argument("--no-progress", action="store_true")
     app.set_defaults(func=run_apply)

@@ -177,6 +177,8 @@ def test_cli_fit_apply_evaluate(demo_release, tmp_path, capsys):
     p = cli("calibrate", "apply", "--model", model, "--predictions", files["validation"], "--release", demo_release,
             "--split", "validation", "--out", out, "--no-progress")
     assert p.returncode == 0, p.stderr
+    assert "| CDE loss |" in p.stdout and "before calibration" in p.stdout  # table 6's before/after rows
+    assert (tmp_path / "validation_calibrated_before_after.md").is_file()
     new, old = read_predictions(out), read_predictions(files["validation"])
     assert list(new.target_id) == list(old.target_id) and np.allclose(new.pmf.sum(axis=1), 1.0, atol=1e-4)
     p = cli("evaluate", out, "--out", tmp_path / "report", "--bootstrap", "20")
