@@ -111,8 +111,6 @@ def explain_release(
 
     Returns {"n": galaxies in the results, "new": computed by this call, "files": {name: path}}.
     """
-    import torch
-
     from .explain import explain_galaxy, galaxy_seed, load_model
     from .explain_report import (
         DEFAULT_EDGES,
@@ -170,34 +168,33 @@ def explain_release(
             next_part += 1
             pending.clear()
 
-    with torch.inference_mode(False):
-        for batch in loader:
-            for i in range(len(batch["target_id"])):
-                if limit is not None and seen >= limit:
-                    break
-                if not bool(batch["valid"][i]):
-                    continue
-                seen += 1
-                tid = batch["target_id"][i]
-                if bar is not None:
-                    bar.update(1)
-                if tid in done:
-                    continue
-                gseed = galaxy_seed(tid, seed)
-                cubes = {s: batch[s][i].numpy() for s in SURVEY_ORDER}
-                r = explain_galaxy(em, cubes["ps1"], cubes["galex"], cubes["unwise"], batch["ebv"][i].numpy(),
-                                   seed=gseed, batch_size=batch_size)
-                pending.append(_row(tid, float(batch["z"][i]), surveys.get(tid, ""), gseed, r))
-                new += 1
-                if n_examples < examples:
-                    example_dir.mkdir(exist_ok=True)
-                    plot_baselines(cubes, r["baselines"], example_dir / f"{tid}.png",
-                                   title=f"{tid}  z = {float(batch['z'][i]):.3f}: stored cutouts (top), sep baselines (bottom)")
-                    n_examples += 1
-                if len(pending) >= part_size:
-                    flush()
+    for batch in loader:
+        for i in range(len(batch["target_id"])):
             if limit is not None and seen >= limit:
                 break
+            if not bool(batch["valid"][i]):
+                continue
+            seen += 1
+            tid = batch["target_id"][i]
+            if bar is not None:
+                bar.update(1)
+            if tid in done:
+                continue
+            gseed = galaxy_seed(tid, seed)
+            cubes = {s: batch[s][i].numpy() for s in SURVEY_ORDER}
+            r = explain_galaxy(em, cubes["ps1"], cubes["galex"], cubes["unwise"], batch["ebv"][i].numpy(),
+                               seed=gseed, batch_size=batch_size)
+            pending.append(_row(tid, float(batch["z"][i]), surveys.get(tid, ""), gseed, r))
+            new += 1
+            if n_examples < examples:
+                example_dir.mkdir(exist_ok=True)
+                plot_baselines(cubes, r["baselines"], example_dir / f"{tid}.png",
+                               title=f"{tid}  z = {float(batch['z'][i]):.3f}: stored cutouts (top), sep baselines (bottom)")
+                n_examples += 1
+            if len(pending) >= part_size:
+                flush()
+        if limit is not None and seen >= limit:
+            break
     flush()
     if bar is not None:
         bar.close()
