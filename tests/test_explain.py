@@ -95,6 +95,7 @@ def test_linear_in_central_fluxes_gives_w_times_difference():
     phi = shapley_from_values(v, 9)
     x = torch.cat([central(orig_t[s][None]) for s in SURVEY_ORDER], dim=1).numpy()[0]
     b = torch.cat([central(base_t[s][None]) for s in SURVEY_ORDER], dim=1).numpy()[0]
+    print(f"linear model: max |phi - w (x - b)| = {np.abs(phi - w * (x - b)).max():.1e}")
     np.testing.assert_allclose(phi, w * (x - b), rtol=0, atol=1e-6)
     assert np.all(np.abs(w * (x - b)) > 1e-2)  # every band's target flux was removed, so every phi is large
     assert abs(phi.sum() - (v[-1] - v[0])) < 1e-9
@@ -116,6 +117,7 @@ def test_efficiency_and_end_values_on_a_network(release_sample):
     em = tiny_model("early")
     r = explain_galaxy(em, cubes["ps1"], cubes["galex"], cubes["unwise"], ebv, seed=3, batch_size=200)
     phi = np.array([r["shapley"][b] for b in NAMES])
+    print(f"efficiency: |sum phi - (V(all) - V(none))| = {abs(phi.sum() - (r['v_all'] - r['v_none'])):.1e}")
     assert abs(phi.sum() - (r["v_all"] - r["v_none"])) < 1e-6
     assert abs(sum(r["survey_shapley"].values()) - (r["v_all"] - r["v_none"])) < 1e-6
     assert np.abs(phi).max() > 1e-4  # the network does react to the bands
@@ -132,7 +134,8 @@ def test_agrees_with_the_shap_exact_explainer(release_sample):
     cubes, ebv = release_sample
     em = tiny_model("early", seed=1)
     base = baseline_images(cubes["ps1"], cubes["galex"], cubes["unwise"], seed=0)
-    r = explain_galaxy(em, cubes["ps1"], cubes["galex"], cubes["unwise"], ebv, baselines=base, surveys=False)
+    r = explain_galaxy(em, cubes["ps1"], cubes["galex"], cubes["unwise"], ebv, baselines=base, surveys=False,
+                       batch_size=512)
     both = _inputs(em, [cubes, base])
     orig, bl = {k: v[0] for k, v in both.items()}, {k: v[1] for k, v in both.items()}
     players = {"image": [NAMES.index(b) for b in em.transform.config.kept_channels]}
@@ -140,10 +143,12 @@ def test_agrees_with_the_shap_exact_explainer(release_sample):
     value = _value_fn(em)
 
     def f(z: np.ndarray) -> np.ndarray:  # shap's game: a row of 9 presence indicators -> V(S)
-        return coalition_values(value, orig, bl, players, np.asarray(z) > 0.5, 64, extra)
+        return coalition_values(value, orig, bl, players, np.asarray(z) > 0.5, 512, extra)
 
     explanation = shap.explainers.Exact(f, shap.maskers.Independent(np.zeros((1, 9))))(np.ones((1, 9)))
-    np.testing.assert_allclose([r["shapley"][b] for b in NAMES], explanation.values[0], rtol=0, atol=1e-5)
+    ours = np.array([r["shapley"][b] for b in NAMES])
+    print(f"shap Exact: max |ours - shap| = {np.abs(ours - explanation.values[0]).max():.1e} (max |phi| {np.abs(ours).max():.1e})")
+    np.testing.assert_allclose(ours, explanation.values[0], rtol=0, atol=1e-5)
     np.testing.assert_allclose(explanation.base_values[0], r["v_none"], atol=1e-5)
 
 
