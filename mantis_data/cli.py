@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -60,9 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_arguments(evaluate)
     except ImportError:  # evaluation needs matplotlib
         pass
-    from .photoz_cli import register as register_photoz
-
-    register_photoz(sub)  # photoz, serve: each sets args.func
+    for module in ("photoz_cli", "explain_run", "calibrate"):  # each adds its subcommands, setting args.func
+        importlib.import_module(f".{module}", __package__).register(sub)
     return parser
 
 
