@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_path, atomic_write_text
 from .bands import BANDS
 from .errors import MantisDataError
 from .redshift import GRID, N_BINS
@@ -285,12 +286,8 @@ class Calibrator:
             (STD_FILE, npy(self.std)),
             (META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n")),
         ):
-            tmp = folder / f".{name}.tmp-{os.getpid()}"
-            try:
+            with atomic_path(folder / name) as tmp:
                 write(tmp)
-                os.replace(tmp, folder / name)
-            finally:
-                tmp.unlink(missing_ok=True)
         return folder
 
     @classmethod
@@ -401,23 +398,13 @@ def run_apply(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     npy = out.with_name(out.stem + "_pmf.npy")
-    tmp = npy.with_name(f".{npy.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, new.astype(np.float32))
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, new.astype(np.float32))
     write_predictions(out, preds.target_id, preds.z, npy, survey=preds.survey)
     if args.bootstrap > 0:
         table = before_after_table(preds.z, preds.pmf, new, bootstrap=args.bootstrap)
         md = out.with_name(out.stem + "_before_after.md")
-        tmp = md.with_name(f".{md.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(f"# CalPIT on {preds.n} galaxies of {args.split}\n\n{table}", encoding="utf-8")
-            os.replace(tmp, md)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_text(f"# CalPIT on {preds.n} galaxies of {args.split}\n\n{table}", md)
         print(table)
     print(f"recalibrated {preds.n} PMFs -> {out} (PMFs in {npy.name}); score it with: mantis-data evaluate {out} --out REPORT")
     return 0

@@ -6,11 +6,11 @@ Input: the results table ``explain_release`` writes (one row per galaxy; columns
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path, atomic_write_text
 from .bands import BANDS, SURVEY_ORDER, SURVEYS
 
 __all__ = ["DEFAULT_EDGES", "bin_summary", "markdown_summary", "plot_baselines", "plot_vs_redshift", "write_csv"]
@@ -75,12 +75,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(text, path)
 
 
 def markdown_summary(band_rows: list[dict], survey_rows: list[dict]) -> str:
@@ -117,12 +112,8 @@ def _figure(**kwargs):
 
 
 def _save(fig, path: Path, dpi: int = 120) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def band_colours() -> dict[str, tuple]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from ._io import atomic_write_parquet
 from .bands import BANDS, SURVEY_ORDER
 from .errors import MantisDataError
 
@@ -30,14 +30,7 @@ PARAMS_FILE = "explain.json"
 
 
 def _atomic_parquet(table, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_parquet(table, path, compression="snappy")
 
 
 def _surveys(release: Path, split: str) -> dict[str, str]:

@@ -16,7 +16,6 @@ rerun reads the parts, skips their rows and goes on; at the end it writes
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path, atomic_write_parquet
 from .errors import InputDataError
 from .photoz_cli import ID_COLUMNS
 
@@ -109,14 +109,7 @@ def _part_table(rows, ids, ra, dec, z, results, reasons):
 
 
 def _write_atomic_parquet(table, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_parquet(table, path, compression="snappy")
 
 
 def _done_parts(parts: Path, ids: np.ndarray):
@@ -210,9 +203,8 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
     _write_atomic_parquet(preds, out)
     bad = full.filter(pc.invert(ok_mask)).select(["row", "target_id", "ra", "dec", "reason"]).to_pandas()
     failed_csv = out.with_name(out.name + ".failed.csv")
-    tmp = failed_csv.with_name(f".{failed_csv.name}.tmp-{os.getpid()}")
-    bad.to_csv(tmp, index=False)
-    os.replace(tmp, failed_csv)
+    with atomic_path(failed_csv) as tmp:
+        bad.to_csv(tmp, index=False)
     from .photoz import reason_kind
 
     seconds = time.perf_counter() - t0

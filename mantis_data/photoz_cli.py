@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from ._io import atomic_write_text
 from .errors import InputDataError
 
 ID_COLUMNS = ("target_id", "id", "name", "objid")
@@ -79,10 +79,7 @@ def format_result(r) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(obj, indent=1) + "\n", path)
 
 
 def run_single(args: argparse.Namespace) -> int:

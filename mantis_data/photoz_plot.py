@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_bytes
 from .bands import SURVEYS
 from .photoz import PhotoZResult
 from .redshift import GRID
@@ -105,10 +106,5 @@ def save_png(result: PhotoZResult, path: str | os.PathLike, title: str | None = 
     """Write ``result_figure`` as a PNG atomically (temporary file, then rename); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(figure_png(result, title))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(figure_png(result, title), path)
     return path

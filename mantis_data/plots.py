@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path
 from .errors import InputDataError
 from .metrics import DEFAULT_OUTLIER_THRESHOLD
 from .redshift import Z_MAX
@@ -53,13 +54,8 @@ def _figure(**kwargs):
 def save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically (no timestamp in the metadata, so rebuilds are identical)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -27,7 +27,7 @@ import psutil
 import pytest
 from dask.distributed import Client
 
-from builders.build import build_release
+from builders.build import STAGE_DIR, build_release
 from builders.executor import RECORD_DIR
 from mantis_data.cutouts.local import LocalFitsSource
 from mantis_data.release import MANIFEST_NAME, verify
@@ -57,6 +57,13 @@ def pip_install_checkout(site: Path, scratch: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(src)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=180)
     assert (site / "mantis_data" / "remote.py").exists() and not (site / "builders").exists()
+    # The test interpreter may hold an editable install of a checkout (pip install -e), whose import hook
+    # would serve mantis_data submodules missing from ``site`` out of that checkout: a node started with
+    # this site must see the installed package only, as a node with a plain `pip install` does.
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__name__', type(f).__name__).lower()]\n"
+    )
     return site
 
 
@@ -198,17 +205,20 @@ def test_a_command_line_cluster_builds_the_local_release_and_survives_a_killed_w
         except BaseException as exc:  # reported by the assertion below
             outcome["error"] = exc
 
+    def records() -> list[Path]:  # shard records, in the staging area while the build runs
+        return [*(killed / STAGE_DIR / RECORD_DIR).glob("*.json"), *(killed / RECORD_DIR).glob("*.json")]
+
     thread = threading.Thread(target=build)
     thread.start()
     stopped = list(pids.values())
     try:
         deadline = time.monotonic() + 120
-        while not any((killed / RECORD_DIR).glob("*.json")):
+        while not records():
             assert thread.is_alive() and time.monotonic() < deadline, "no shard record appeared"
             time.sleep(0.005)
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)  # freeze both: the kill lands mid-build, surely
-        n_done = len(list((killed / RECORD_DIR).glob("*.json")))
+        n_done = len(records())
         busy = [w for w, keys in client.processing().items() if keys and w in pids]
         assert busy, "no worker was running a shard"
         os.kill(pids[busy[0]], signal.SIGKILL)
@@ -243,7 +253,7 @@ def test_a_scheduler_without_the_task_entry_point_stops_the_build_with_one_line(
     line = _one_error_line(cli_build(demo_release, out, address))
     assert line.startswith(f"error: scheduler {address} cannot run the build's tasks: cannot import mantis_data.remote"), line
     assert f"pip install '{REPO}[build]'" in line
-    assert not list(out.glob(f"{RECORD_DIR}/*.json"))  # nothing was submitted
+    assert not list(out.glob(f"{RECORD_DIR}/*.json")) and not list(out.glob(f"{STAGE_DIR}/{RECORD_DIR}/*.json"))  # nothing was submitted
 
 
 def test_a_worker_with_another_version_stops_the_build_with_one_line(cluster, demo_release, tmp_path):
@@ -261,7 +271,7 @@ def test_a_worker_with_another_version_stops_the_build_with_one_line(cluster, de
         line = _one_error_line(cli_build(demo_release, out, address))
         assert line.startswith(f"error: worker {odd} cannot run the build's tasks: its mantis_data (9.9.9-"), line
         assert "is not the client's" in line and f"pip install '{REPO}[build]'" in line
-        assert not list(out.glob(f"{RECORD_DIR}/*.json"))
+        assert not list(out.glob(f"{RECORD_DIR}/*.json")) and not list(out.glob(f"{STAGE_DIR}/{RECORD_DIR}/*.json"))
     finally:
         nodes.stop(proc)
     _wait_workers(client, len(before))
