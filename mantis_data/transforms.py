@@ -492,7 +492,8 @@ class Transform:
         return buf[:numel].view(shape)
 
     def _scale_(self, y: torch.Tensor, survey: str) -> None:
-        """Apply ``survey``'s flux scaling to ``y`` in place."""
+        """Set non-finite pixels of ``y`` to 0, then apply ``survey``'s flux scaling, in place."""
+        torch.nan_to_num_(y, nan=0.0, posinf=0.0, neginf=0.0)
         scale = self.config.scaling[survey]
         if isinstance(scale, AsinhScale):
             scale.apply_(y, work=self._scratch("asinh", tuple(y.shape), y))

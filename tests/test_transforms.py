@@ -392,3 +392,28 @@ def test_paper_preset_draws_one_angle_and_one_flip_pair_per_batch(fusion):
     assert not torch.equal(out[key][0], out[key][1])
     with pytest.raises(MantisDataError, match="augment_per"):
         replace(PAPER_EARLY, augment_per="sample")
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+@pytest.mark.parametrize("train", [True, False])
+def test_non_finite_pixels_are_zeroed_by_the_transform(fusion, train):
+    """NaN and +-inf straight from a user's array act as 0 flux (not as NaN, nor as a saturated GALEX pixel)."""
+    batch = random_batch(3, seed=22)
+    dirty = {s: v.clone() for s, v in batch.items()}
+    clean = {s: v.clone() for s, v in batch.items()}
+    rng = np.random.default_rng(5)
+    for s, v in dirty.items():
+        n = v.shape[-1]
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            lo, hi = n // 2 - 6, n // 2 + 6  # inside every crop
+            idx = (rng.integers(0, 3, 20), rng.integers(0, v.shape[1], 20), rng.integers(lo, hi, 20), rng.integers(lo, hi, 20))
+            v[idx] = bad
+            clean[s][idx] = 0.0
+    t = paper_transform(fusion, train=train)
+    for seed in (0, 1):
+        got = t({**dirty, "aug_seed": torch.tensor(seed)})
+        want = t({**clean, "aug_seed": torch.tensor(seed)})
+        for key in ("image",) if fusion == "early" else ("galex", "ps1", "unwise"):
+            assert torch.isfinite(got[key]).all(), key
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    assert torch.isnan(dirty["ps1"]).any()  # the caller's arrays are not modified
