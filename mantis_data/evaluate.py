@@ -308,7 +308,8 @@ def evaluate(
         "outlier_threshold": float(outlier_threshold),
         "z_edges": [float(e) for e in z_edges],
         "definitions": {
-            "r": "(z - z_hat) / (1 + z), z_hat = sum(pmf * grid)",
+            "r": "(z_hat - z) / (1 + z), z_hat = sum(pmf * grid); positive bias = z_hat too high "
+            "(the released code's and the community's sign; the paper's text writes z - z_hat)",
             "nmad": "1.4826 * median(|r - median(r)|)",
             "bias": "mean(r)",
             "outlier_fraction": f"percentage of galaxies with |r| > {outlier_threshold:g}",
@@ -337,7 +338,9 @@ def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]
         "2.438(4) means 2.438 ± 0.004.",
         "",
         markdown_table(rows),
-        "Definitions (Engel et al., Sec. 6.1): r = (z − ẑ)/(1 + z) with ẑ = Σ PMF × grid; "
+        "Definitions (Engel et al., Sec. 6.1): r = (ẑ − z)/(1 + z) with ẑ = Σ PMF × grid "
+        "(the sign of the code behind the paper's tables and of the photo-z community; the paper's text "
+        "writes z − ẑ, so its bias has the opposite sign); "
         "NMAD = 1.4826 × median(|r − median(r)|); bias = mean(r); "
         f"η = percentage of |r| > {report['outlier_threshold']:g}; "
         "CDE loss = mean ∫p̂² dz − 2 mean p̂(z), with p̂ = PMF / 0.004; "

@@ -1,7 +1,10 @@
 """Photometric-redshift metrics as the paper defines them (Sec. 6.1), with bootstrap uncertainties.
 
-Point metrics use the scaled residuals r = (z - z_hat) / (1 + z) (the paper's sign: positive when the
-model underestimates), with z_hat the expectation of the PMF (``redshift.point_estimate``):
+Point metrics use the scaled residuals r = (z_hat - z) / (1 + z), positive when the model overestimates,
+with z_hat the expectation of the PMF (``redshift.point_estimate``). That is the sign of the code that
+produced the paper's tables (pnnl/MantisShrimp ``training.py``) and of the photo-z community (LSST DESC
+qp/RAIL, the B22 PS1 x WISE catalog); the paper's text writes r = (z - z_hat) / (1 + z), the opposite sign.
+Only the bias depends on the sign; NMAD and the outlier fraction do not.
 
 - NMAD = 1.4826 * median(|r - median(r)|)
 - bias = mean(r)
@@ -59,10 +62,10 @@ _INF_BITS = np.array(np.inf).view(np.int64).item()
 
 
 def residuals(z_true, z_hat) -> np.ndarray:
-    """Scaled residuals r = (z_true - z_hat) / (1 + z_true) (dimensionless, float64)."""
+    """Scaled residuals r = (z_hat - z_true) / (1 + z_true) (dimensionless, float64; positive when z_hat is high)."""
     z_true = np.asarray(z_true, dtype=np.float64)
     z_hat = np.asarray(z_hat, dtype=np.float64)
-    return (z_true - z_hat) / (1.0 + z_true)
+    return (z_hat - z_true) / (1.0 + z_true)
 
 
 def nmad(r) -> float:
@@ -74,7 +77,7 @@ def nmad(r) -> float:
 
 
 def bias(r) -> float:
-    """Mean of the scaled residuals (units of r; positive when z_hat is low)."""
+    """Mean of the scaled residuals (units of r; positive when z_hat is high on average)."""
     r = np.asarray(r, dtype=np.float64)
     return float(r.mean()) if r.size else math.nan
 
