@@ -340,7 +340,7 @@ def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]
         markdown_table(rows),
         "Definitions (Engel et al., Sec. 6.1): r = (ẑ − z)/(1 + z) with ẑ = Σ PMF × grid "
         "(the sign of the code behind the paper's tables and of the photo-z community; the paper's text "
-        "writes z − ẑ, so its bias has the opposite sign); "
+        "writes z − ẑ, but its tables use ẑ − z); "
         "NMAD = 1.4826 × median(|r − median(r)|); bias = mean(r); "
         f"η = percentage of |r| > {report['outlier_threshold']:g}; "
         "CDE loss = mean ∫p̂² dz − 2 mean p̂(z), with p̂ = PMF / 0.004; "

@@ -3,8 +3,8 @@
 Point metrics use the scaled residuals r = (z_hat - z) / (1 + z), positive when the model overestimates,
 with z_hat the expectation of the PMF (``redshift.point_estimate``). That is the sign of the code that
 produced the paper's tables (pnnl/MantisShrimp ``training.py``) and of the photo-z community (LSST DESC
-qp/RAIL, the B22 PS1 x WISE catalog); the paper's text writes r = (z - z_hat) / (1 + z), the opposite sign.
-Only the bias depends on the sign; NMAD and the outlier fraction do not.
+qp/RAIL, the B22 PS1 x WISE catalog); the paper's text writes r = (z - z_hat) / (1 + z), the opposite sign,
+but its tables were computed with this one. Only the bias depends on the sign; NMAD and eta do not.
 
 - NMAD = 1.4826 * median(|r - median(r)|)
 - bias = mean(r)
