@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mantis_data.bands import BANDS, SURVEYS
+from mantis_data.bands import BANDS, SURVEYS, zero_point
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
 from mantis_data.schema import (
     IMAGE_FIELDS,
@@ -58,7 +58,8 @@ def band_table() -> str:
     rows = []
     for b in BANDS:
         s = SURVEYS[b.survey]
-        zp = "25 + 2.5 log10(EXPTIME) (per sample: `ps1_zp`)" if s.zero_point is None else f"{s.zero_point:g}"
+        zp = zero_point(b.name)
+        zp = "25 + 2.5 log10(EXPTIME) (per sample: `ps1_zp`)" if zp is None else f"{zp:g}"
         rows.append(
             {
                 "band": b.name,
