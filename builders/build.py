@@ -25,7 +25,7 @@ from . import assemble as assemble_mod
 from .catalogs.compile import reason_kind, summary_table
 from .executor import run_shards
 from .io import atomic_write_json, atomic_write_parquet, sha256_file
-from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, split_of
+from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, describe_split, healpix_split_of, split_of
 from .write import PARQUET_ROW_GROUP, plan_shards
 
 SAMPLE_BYTES = sum(int(np.prod(s)) for s in IMAGE_SHAPES.values()) * IMAGE_DTYPE.itemsize
@@ -55,10 +55,16 @@ def code_version() -> str:
     return f"{mantis_data.__version__}+{rev}" if rev else mantis_data.__version__
 
 
-def assign_splits(targets: pd.DataFrame) -> pd.DataFrame:
-    """Add ``split`` and ``chunk`` columns computed from ``target_id`` alone."""
+def assign_splits(targets: pd.DataFrame, scheme: str = "id", nside: int | None = None) -> pd.DataFrame:
+    """Add ``split`` and ``chunk`` columns: from ``target_id`` alone, or (scheme "healpix") the split from the
+    galaxy's HEALPix cell at ``nside`` (builders.split)."""
+    describe_split(scheme, nside)  # checks the scheme and nside
     ids = targets["target_id"].astype(str).to_list()
-    return targets.assign(split=split_of(ids), chunk=chunk_of(ids))
+    if scheme == "healpix":
+        split = healpix_split_of(targets["ra"].to_numpy(), targets["dec"].to_numpy(), nside)
+    else:
+        split = split_of(ids)
+    return targets.assign(split=split, chunk=chunk_of(ids))
 
 
 def _remove_stale(out_root: Path, keep: set[str]) -> None:
@@ -98,8 +104,13 @@ def build_release(
     source_description: str = "",
     progress: bool = True,
     scheduler: str | Any | None = None,
+    split_scheme: str = "id",
+    nside: int | None = None,
 ) -> dict:
     """Build a release into ``out`` and return its manifest.
+
+    ``split_scheme``: "id" (the paper's target_id hash) or "healpix" (whole HEALPix cells of ``nside``
+    held out; builders.split), recorded in the manifest's ``parameters.split``.
 
     ``scheduler``: None runs shards on a local pool of ``workers`` processes; a Dask scheduler address
     (``tcp://host:port``) or a ``dask.distributed.Client`` runs them on that cluster (builders.executor).
@@ -110,11 +121,12 @@ def build_release(
         if not p.exists():
             raise InputDataError(f"{p} does not exist; run `python -m builders catalogs` first")
     check_dust_maps(dust, dust_dir)  # before any work: a missing map stops here, naming the files
+    split_info = describe_split(split_scheme, nside)
     out_root = Path(out)
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / MANIFEST_NAME).unlink(missing_ok=True)  # the folder is not a finished release until rewritten
 
-    targets = assign_splits(pd.read_parquet(targets_path))
+    targets = assign_splits(pd.read_parquet(targets_path), split_scheme, nside)
     if targets["target_id"].duplicated().any():
         dup = targets.loc[targets["target_id"].duplicated(), "target_id"].iloc[0]
         raise InputDataError(f"{targets_path}: target_id {dup!r} appears twice; recompile the catalogs")
@@ -175,6 +187,7 @@ def build_release(
             "shard_mb": shard_mb,
             "n_chunks": N_CHUNKS,
             "split_fractions": SPLIT_FRACTIONS,
+            "split": split_info,
             "max_nan_fraction": assemble_mod.MAX_NAN_FRACTION,
             "parquet_row_group": PARQUET_ROW_GROUP,
             "parquet_compression": "zstd",

@@ -28,6 +28,9 @@ def run_info(path: str | Path) -> int:
     if m.get("cutout_rejections"):
         print("  cutout rejections: " + ", ".join(f"{k} {v}" for k, v in m["cutout_rejections"].items()))
     print(f"  dust: {m.get('dust', {}).get('mode', '?')}")
+    split = m.get("parameters", {}).get("split", {"scheme": "id"})
+    cells = f", HEALPix nside {split['nside']} ({split.get('ordering', 'nested')})" if split.get("scheme") == "healpix" else ""
+    print(f"  split: {split.get('scheme', 'id')}{cells}")
     for line in image_lines():
         print(f"  {line}")
     return 0
