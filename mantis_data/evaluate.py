@@ -262,8 +262,15 @@ def evaluate(
     z_edges=DEFAULT_Z_EDGES,
     n_intervals: int = 100,
     progress: bool = False,
+    subpopulations=(),
 ) -> dict:
-    """Write metrics.md, metrics.json and the three PNGs for a predictions file into out_dir; return the JSON."""
+    """Write metrics.md, metrics.json and the three PNGs for a predictions file into out_dir; return the JSON.
+
+    ``subpopulations``: ``mantis_data.subpopulations.Subpopulation`` rows to add (each after the redshift
+    ranges, followed by its comparison catalog's own row when it has one).
+    """
+    from . import subpopulations as subpop_mod
+
     preds = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +285,9 @@ def evaluate(
             masks[f"survey={name}"] = preds.survey == name
     z_masks = redshift_masks(preds.z, z_edges)
     masks.update(z_masks)
+    subpops = list(subpopulations)
+    for sp in subpops:
+        masks[sp.name] = np.asarray(sp.mask, dtype=bool)
     rows = metrics_table(
         preds.z,
         None,
@@ -288,6 +298,7 @@ def evaluate(
         progress=progress,
         terms=terms,
     )
+    rows = subpop_mod.with_comparisons(rows, subpops, bootstrap, seed, outlier_threshold)
     counts, edges = pit_histogram(terms.pit, PIT_BINS)
 
     plots = {
@@ -318,6 +329,7 @@ def evaluate(
             "error": "standard deviation of the bootstrap replicates; low/high: their 2.5 and 97.5 percentiles",
         },
         "rows": [row.to_dict() for row in rows],
+        "subpopulations": subpop_mod.describe(subpops),
         "pit_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
         "plots": plots,
     }
@@ -328,6 +340,7 @@ def evaluate(
 
 def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]) -> str:
     """metrics.md: the table in the paper's style, then the notes and the plots."""
+    from . import subpopulations
     n_out = rows[0].n_outside_label_range if rows else 0
     lines = [
         "# Photometric redshift metrics",
@@ -347,6 +360,7 @@ def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]
         "PIT KS = Kolmogorov–Smirnov distance of the PIT values from uniform.",
         "",
     ]
+    lines += subpopulations.markdown_notes(report.get("subpopulations", []))
     if n_out:
         lines += [
             f"{n_out:,} galaxies lie outside the label range 0 < z < 1.6; the model's density there is 0.",
@@ -525,6 +539,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="random galaxies drawn with their 90%% intervals in zhat_vs_ztrue.png (default 100)",
     )
+    from .subpopulations import add_arguments
+
+    add_arguments(parser)
 
 
 def _parse_edges(text: str) -> tuple[float, ...]:
@@ -540,8 +557,11 @@ def _parse_edges(text: str) -> tuple[float, ...]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `mantis-data evaluate`; return the exit status (user errors raise MantisDataError)."""
+    from .subpopulations import from_args
+
+    preds = read_predictions(args.predictions)
     report = evaluate(
-        args.predictions,
+        preds,
         args.out,
         bootstrap=args.bootstrap,
         seed=args.seed,
@@ -549,6 +569,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         z_edges=getattr(args, "z_edges", DEFAULT_Z_EDGES),
         n_intervals=getattr(args, "intervals", 100),
         progress=sys.stderr.isatty(),
+        subpopulations=from_args(args, preds.target_id, preds.z),
     )
     first = report["rows"][0]
     summary = ", ".join(
@@ -557,5 +578,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if first[m]["value"] is not None and not math.isnan(first[m]["value"])
     )
     print(f"{report['n']:,} galaxies: {summary}")
+    for sp in report["subpopulations"]:
+        print(f"  {sp['name']}: {sp['n']:,} galaxies")
     print(f"wrote {Path(args.out) / 'metrics.md'}, metrics.json and {len(report['plots'])} plots")
     return 0

@@ -24,6 +24,7 @@ from mantis_data.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_cent
 SDSS_COLUMNS = [
     "specObjID", "ra", "dec", "z", "zErr", "zWarning", "class", "subClass", "z_noqso", "zErr_noqso",
     "zWarning_noqso", "z_person", "class_person", "plate", "mjd", "fiberID", "survey", "programname",
+    "legacy_target1",
 ]
 DESI_COLUMNS = [
     "TARGETID", "SURVEY", "PROGRAM", "HEALPIX", "TARGET_RA", "TARGET_DEC", "Z", "ZERR", "ZWARN", "SPECTYPE",
