@@ -228,6 +228,9 @@ def test_ps1_filenames_is_asked_for_stacks(sky):
         assert _get(srv.url, "/cgi-bin/ps1filenames.py", {**pos, "filters": "grizy", "type": "warp"})[0] == 400
         names, _ = PS1Client(HttpClient(), base_url=f"{srv.url}/cgi-bin").filenames(float(sky.ra[i]), float(sky.dec[i]))
         assert sorted(names) == sorted("grizy")
+        deadline = time.monotonic() + 10
+        while len(srv.log) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server logs a request just after answering it
         asked = [r for r in srv.log if r["endpoint"] == "filenames" and r["status"] == 200]
         assert len(asked) == 1 and asked[0]["params"]["type"] == "stack"
     # a table that also lists other image types: only the stack rows are used
