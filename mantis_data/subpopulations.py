@@ -346,7 +346,10 @@ def build(
         raise InputDataError(f"unknown sub-population {unknown[0]!r}; known: {', '.join(NAMED)}")
     targets = locate(target_ids, targets_path)
     out = [sdss_mgs(targets) for n in names if n == "sdss-mgs"]
-    out += [external_catalog(c, targets, np.asarray(z, np.float64), radius_arcsec, dz) for c in catalogs]
+    stems = [Path(c).stem for c in catalogs]
+    for k, c in enumerate(catalogs):  # two files with one stem get distinct row names
+        label = stems[k] if stems.count(stems[k]) == 1 else f"{stems[k]}-{k + 1}"
+        out.append(external_catalog(c, targets, np.asarray(z, np.float64), radius_arcsec, dz, name=label))
     return out
 
 
