@@ -82,7 +82,7 @@ def baseline(targets: pd.DataFrame, url: str, out: Path) -> dict:
     n_req = 0
     for tid, ra, dec in zip(targets.target_id, targets.ra, targets.dec, strict=True):
         pos = {"ra": repr(float(ra)), "dec": repr(float(dec))}
-        names = parse_filenames(get(f"{url}/cgi-bin/ps1filenames.py", {**pos, "filters": "grizy"}))
+        names = parse_filenames(get(f"{url}/cgi-bin/ps1filenames.py", {**pos, "filters": "grizy", "type": "stack"}))
         n_req += 1
         for b, name in names.items():
             body = get(f"{url}/cgi-bin/fitscut.cgi", {"red": name, **pos, "size": "170", "format": "fits"})

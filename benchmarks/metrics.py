@@ -60,7 +60,7 @@ def baseline_terms(z: np.ndarray, pmf: np.ndarray) -> dict[str, np.ndarray]:
     pit = (cdf - p)[rows, i] + np.clip(u - i, 0, 1) * p[rows, i]
     k = redshift_class(z, out_of_range="mask")
     cde = (pdf**2).sum(axis=1) * BIN_WIDTH - 2 * np.where(k >= 0, pdf[rows, np.maximum(k, 0)], 0.0)
-    return {"z_hat": z_hat, "r": (z - z_hat) / (1 + z), "pit": pit, "cde": cde}
+    return {"z_hat": z_hat, "r": (z_hat - z) / (1 + z), "pit": pit, "cde": cde}
 
 
 def baseline_bootstrap(terms: M.GalaxyTerms, resamples: int, seed: int = 1) -> np.ndarray:

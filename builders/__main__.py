@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mantis_data.errors import MantisDataError
 
+from .split import DEFAULT_NSIDE, SPLIT_SCHEMES, check_nside
+
 
 def _print_catalog_table(audit) -> None:
     from .catalogs.compile import summary_table
@@ -50,6 +52,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         dust=args.dust,
         dust_dir=args.dust_dir,
         source_description=f"local FITS folder {args.cutouts}",
+        split_scheme=args.split_scheme,
+        nside=_nside_of(args),
     )
     _print_release(manifest, Path(args.out))
     return 0
@@ -104,6 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dust=args.dust,
         note=f"**This is a demo release built from a mock sky ({args.n} simulated galaxies, seed {args.seed}), not real data.**",
         source_description=f"mock sky cutouts in {inputs / 'cutouts'}",
+        split_scheme=args.split_scheme,
+        nside=_nside_of(args),
     )
     _print_release(manifest, out)
     print(f"done in {time.perf_counter() - t0:.1f} s")
@@ -162,6 +168,33 @@ SCHEDULER_HELP = (
 )
 
 
+def _nside(text: str) -> int:
+    """--nside: a power of 2."""
+    try:
+        return check_nside(int(text))
+    except (ValueError, MantisDataError) as exc:
+        raise argparse.ArgumentTypeError(f"expected a power of 2 such as 32 or 64, not {text!r}") from exc
+
+
+def _nside_of(args: argparse.Namespace) -> int | None:
+    """The nside to build with: --nside, or the default for --split-scheme healpix."""
+    if args.nside is None and args.split_scheme == "healpix":
+        return DEFAULT_NSIDE
+    return args.nside
+
+
+def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split-scheme",
+        choices=SPLIT_SCHEMES,
+        default="id",
+        help="id: hash of target_id (default, the paper's); healpix: whole HEALPix cells held out (sky regions)",
+    )
+    parser.add_argument(
+        "--nside", type=_nside, default=None, help=f"HEALPix nside of the healpix scheme's cells (power of 2; default {DEFAULT_NSIDE}: ~0.9 deg)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m builders``."""
     from mantis_data.dust import DEFAULT_DUST_MODE, DUST_MODES
@@ -182,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dust", default="bh", choices=DUST_MODES, help="E(B-V) maps (default bh: ships with dustmaps, demo only)"
     )
+    _add_split_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     cat = sub.add_parser("catalogs", help="compile targets.parquet from survey catalogs")
@@ -209,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--dust-dir", type=Path, default=None, help="dustmaps data directory (default: dustmaps' own)")
     build.add_argument("--release-version", default="0.0.0-dev")
+    _add_split_arguments(build)
     build.set_defaults(func=cmd_build)
 
     fetch = sub.add_parser("fetch", help="fetch cutouts from the survey services into a cache folder")

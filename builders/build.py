@@ -33,7 +33,7 @@ from . import assemble as assemble_mod
 from .catalogs.compile import reason_kind, summary_table
 from .executor import RECORD_DIR, run_shards
 from .io import atomic_write_json, atomic_write_parquet, sha256_file
-from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, split_of
+from .split import N_CHUNKS, SPLIT_FRACTIONS, chunk_of, describe_split, healpix_split_of, split_of
 from .write import PARQUET_ROW_GROUP, plan_shards
 
 SAMPLE_BYTES = sum(int(np.prod(s)) for s in IMAGE_SHAPES.values()) * IMAGE_DTYPE.itemsize
@@ -63,10 +63,16 @@ def code_version() -> str:
     return f"{mantis_data.__version__}+{rev}" if rev else mantis_data.__version__
 
 
-def assign_splits(targets: pd.DataFrame) -> pd.DataFrame:
-    """Add ``split`` and ``chunk`` columns computed from ``target_id`` alone."""
+def assign_splits(targets: pd.DataFrame, scheme: str = "id", nside: int | None = None) -> pd.DataFrame:
+    """Add ``split`` and ``chunk`` columns: from ``target_id`` alone, or (scheme "healpix") the split from the
+    galaxy's HEALPix cell at ``nside`` (builders.split)."""
+    describe_split(scheme, nside)  # checks the scheme and nside
     ids = targets["target_id"].astype(str).to_list()
-    return targets.assign(split=split_of(ids), chunk=chunk_of(ids))
+    if scheme == "healpix":
+        split = healpix_split_of(targets["ra"].to_numpy(), targets["dec"].to_numpy(), nside)
+    else:
+        split = split_of(ids)
+    return targets.assign(split=split, chunk=chunk_of(ids))
 
 
 STAGE_DIR = ".staging"
@@ -195,8 +201,13 @@ def build_release(
     progress: bool = True,
     scheduler: str | Any | None = None,
     log: Callable[[str], None] | None = print,
+    split_scheme: str = "id",
+    nside: int | None = None,
 ) -> dict:
     """Build a release into ``out`` and return its manifest.
+
+    ``split_scheme``: "id" (the paper's target_id hash) or "healpix" (whole HEALPix cells of ``nside``
+    held out; builders.split), recorded in the manifest's ``parameters.split``.
 
     ``scheduler``: None runs shards on a local pool of ``workers`` processes; a Dask scheduler address
     (``tcp://host:port``) or a ``dask.distributed.Client`` runs them on that cluster (builders.executor).
@@ -210,12 +221,13 @@ def build_release(
             targets_path, source, out_root, catalog_audit_path=catalog_audit_path, version=version,
             shard_mb=shard_mb, workers=workers, dust=dust, dust_dir=dust_dir, note=note,
             source_description=source_description, progress=progress, scheduler=scheduler, log=log,
+            split_scheme=split_scheme, nside=nside,
         )  # fmt: skip
 
 
 def _build_locked(
     targets_path, source, out_root: Path, *, catalog_audit_path, version, shard_mb, workers, dust, dust_dir, note,
-    source_description, progress, scheduler, log,
+    source_description, progress, scheduler, log, split_scheme="id", nside=None,
 ) -> dict:  # fmt: skip
     targets_path = Path(targets_path)
     catalog_audit_path = Path(catalog_audit_path or targets_path.with_name("catalog_audit.parquet"))
@@ -223,10 +235,11 @@ def _build_locked(
         if not p.exists():
             raise InputDataError(f"{p} does not exist; run `python -m builders catalogs` first")
     check_dust_maps(dust, dust_dir)  # before any work: a missing map stops here, naming the files
+    split_info = describe_split(split_scheme, nside)
     stage = out_root / STAGE_DIR
     stage.mkdir(exist_ok=True)
 
-    targets = assign_splits(read_targets_table(targets_path))
+    targets = assign_splits(read_targets_table(targets_path), split_scheme, nside)
     if targets["target_id"].duplicated().any():
         dup = targets.loc[targets["target_id"].duplicated(), "target_id"].iloc[0]
         raise InputDataError(f"{targets_path}: target_id {dup!r} appears twice; recompile the catalogs")
@@ -292,6 +305,7 @@ def _build_locked(
             "shard_mb": shard_mb,
             "n_chunks": N_CHUNKS,
             "split_fractions": SPLIT_FRACTIONS,
+            "split": split_info,
             "max_nan_fraction": assemble_mod.MAX_NAN_FRACTION,
             "parquet_row_group": PARQUET_ROW_GROUP,
             "parquet_compression": "zstd",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mantis_data.bands import BANDS, SURVEYS
+from mantis_data.bands import BANDS, SURVEYS, zero_point
 from mantis_data.release import PARQUET_DIR, WEBDATASET_DIR
 from mantis_data.schema import (
     IMAGE_FIELDS,
@@ -58,7 +58,8 @@ def band_table() -> str:
     rows = []
     for b in BANDS:
         s = SURVEYS[b.survey]
-        zp = "25 + 2.5 log10(EXPTIME) (per sample: `ps1_zp`)" if s.zero_point is None else f"{s.zero_point:g}"
+        zp = zero_point(b.name)
+        zp = "25 + 2.5 log10(EXPTIME) (per sample: `ps1_zp`)" if zp is None else f"{zp:g}"
         rows.append(
             {
                 "band": b.name,
@@ -72,6 +73,25 @@ def band_table() -> str:
             }
         )
     return markdown_table(pd.DataFrame(rows))
+
+
+def split_description(split: dict) -> str:
+    """The card's paragraph on how galaxies were split (from the MANIFEST's ``parameters.split``)."""
+    if split.get("scheme") == "healpix":
+        nside = int(split["nside"])
+        side = 58.6 / nside
+        return (
+            f"Split scheme `healpix` (a sky-region holdout): each galaxy's split depends on its HEALPix cell "
+            f"alone (nested, nside {nside}, cells about {side:.2g} deg on a side, from the ICRS position). A "
+            "hash of the cell gives train/validation/test at 70/10/20 % of the cells, so every cell's galaxies "
+            "are in one split and validation and test hold out whole regions of the sky. Adding galaxies never "
+            "moves a galaxy to another split. (The paper's scheme hashes `target_id` instead.)"
+        )
+    return (
+        "Each galaxy's split depends on its `target_id` alone (a hash picks one of 16 chunks, a second hash gives\n"
+        "train/validation/test at 70/10/20 % inside each chunk, the paper's scheme), so rebuilding the release\n"
+        "or adding galaxies never moves a galaxy to another split."
+    )
 
 
 def schema_table(fmt: str) -> str:
@@ -246,6 +266,7 @@ def write_cards(
             "version": manifest["version"],
             "build_note": manifest.get("note", ""),
             "counts_table": markdown_table(counts, index_name="survey"),
+            "split_description": split_description(manifest.get("parameters", {}).get("split", {"scheme": "id"})),
             "band_table": band_table(),
             "schema_table": schema_table(fmt),
             "catalog_table": markdown_table(catalog_table, index_name="survey"),

@@ -40,8 +40,9 @@ class Survey:
     cutout_size: stored cutouts are (len(bands), cutout_size, cutout_size) float32.
     flux_unit: unit of the stored pixel values (linear flux).
     mag_system: "AB" or "Vega": the system the zero point refers to.
-    zero_point: magnitude zero point, m = zero_point - 2.5 log10(flux); None when per image
-        (Pan-STARRS stacks: 25 + 2.5 log10(EXPTIME), recorded per sample in ``ps1_zp``).
+    zero_point: magnitude zero point, m = zero_point - 2.5 log10(flux): one value for every band, a tuple
+        with one per band (in ``bands`` order), or None when per image (Pan-STARRS stacks:
+        25 + 2.5 log10(EXPTIME), recorded per sample in ``ps1_zp``). ``zero_point(band)`` reads it per band.
     ab_minus_vega: per-band AB - Vega offset in mag (0 for AB surveys).
     """
 
@@ -52,7 +53,7 @@ class Survey:
     cutout_size: int
     flux_unit: str
     mag_system: str
-    zero_point: float | None
+    zero_point: float | tuple[float, ...] | None
     ab_minus_vega: tuple[float, ...]
     service: str
 
@@ -86,9 +87,9 @@ SURVEYS: dict[str, Survey] = {
         bands=("FUV", "NUV"),
         pixel_scale_arcsec=1.5,
         cutout_size=32,
-        flux_unit="nanomaggy",
+        flux_unit="counts/s",  # background-subtracted intensity maps (-intbgsub), not nanomaggies
         mag_system="AB",
-        zero_point=22.5,
+        zero_point=(18.82, 20.08),  # FUV, NUV (Morrissey et al. 2007)
         ab_minus_vega=(0.0, 0.0),
         service="legacysurvey",
     ),
@@ -161,6 +162,15 @@ def survey(name: str) -> Survey:
 def survey_bands(name: str) -> tuple[Band, ...]:
     """The bands of survey ``name`` in stored order."""
     return tuple(band(b) for b in survey(name).bands)
+
+
+def zero_point(name: str) -> float | None:
+    """AB (or the survey's system) zero point in mag of band ``name``'s stored unit; None when per image (PS1)."""
+    b = band(name)
+    zp = SURVEYS[b.survey].zero_point
+    if isinstance(zp, tuple):
+        return zp[SURVEYS[b.survey].bands.index(name)]
+    return zp
 
 
 def ps1_zero_point(exptime_s: float) -> float:

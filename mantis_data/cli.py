@@ -29,7 +29,28 @@ def run_info(path: str | Path) -> int:
     if m.get("cutout_rejections"):
         print("  cutout rejections: " + ", ".join(f"{k} {v}" for k, v in m["cutout_rejections"].items()))
     print(f"  dust: {m.get('dust', {}).get('mode', '?')}")
+    split = m.get("parameters", {}).get("split", {"scheme": "id"})
+    cells = f", HEALPix nside {split['nside']} ({split.get('ordering', 'nested')})" if split.get("scheme") == "healpix" else ""
+    print(f"  split: {split.get('scheme', 'id')}{cells}")
+    for line in image_lines():
+        print(f"  {line}")
     return 0
+
+
+def image_lines() -> list[str]:
+    """One line per survey: stored bands, pixel unit, zero points, pixel scale and cutout size (from bands.py)."""
+    from .bands import SURVEY_ORDER, SURVEYS, zero_point
+
+    lines = []
+    for name in SURVEY_ORDER:
+        s = SURVEYS[name]
+        zps = [zero_point(b) for b in s.bands]
+        zp = "per image (ps1_zp)" if None in zps else ", ".join(f"{b} {z:g}" for b, z in zip(s.bands, zps, strict=True))
+        lines.append(
+            f"{name:<7} {' '.join(s.bands)}: {s.flux_unit}, {s.mag_system} zero points {zp}; "
+            f'{s.pixel_scale_arcsec:g}"/px, {s.cutout_size} x {s.cutout_size}'
+        )
+    return lines
 
 
 def run_verify(path: str | Path) -> int:

@@ -258,8 +258,15 @@ def evaluate(
     z_edges=DEFAULT_Z_EDGES,
     n_intervals: int = 100,
     progress: bool = False,
+    subpopulations=(),
 ) -> dict:
-    """Write metrics.md, metrics.json and the three PNGs for a predictions file into out_dir; return the JSON."""
+    """Write metrics.md, metrics.json and the three PNGs for a predictions file into out_dir; return the JSON.
+
+    ``subpopulations``: ``mantis_data.subpopulations.Subpopulation`` rows to add (each after the redshift
+    ranges, followed by its comparison catalog's own row when it has one).
+    """
+    from . import subpopulations as subpop_mod
+
     preds = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +281,9 @@ def evaluate(
             masks[f"survey={name}"] = preds.survey == name
     z_masks = redshift_masks(preds.z, z_edges)
     masks.update(z_masks)
+    subpops = list(subpopulations)
+    for sp in subpops:
+        masks[sp.name] = np.asarray(sp.mask, dtype=bool)
     rows = metrics_table(
         preds.z,
         None,
@@ -284,6 +294,7 @@ def evaluate(
         progress=progress,
         terms=terms,
     )
+    rows = subpop_mod.with_comparisons(rows, subpops, bootstrap, seed, outlier_threshold)
     counts, edges = pit_histogram(terms.pit, PIT_BINS)
 
     plots = {
@@ -304,7 +315,8 @@ def evaluate(
         "outlier_threshold": float(outlier_threshold),
         "z_edges": [float(e) for e in z_edges],
         "definitions": {
-            "r": "(z - z_hat) / (1 + z), z_hat = sum(pmf * grid)",
+            "r": "(z_hat - z) / (1 + z), z_hat = sum(pmf * grid); positive bias = z_hat too high "
+            "(the released code's and the community's sign; the paper's text writes z - z_hat)",
             "nmad": "1.4826 * median(|r - median(r)|)",
             "bias": "mean(r)",
             "outlier_fraction": f"percentage of galaxies with |r| > {outlier_threshold:g}",
@@ -313,6 +325,7 @@ def evaluate(
             "error": "standard deviation of the bootstrap replicates; low/high: their 2.5 and 97.5 percentiles",
         },
         "rows": [row.to_dict() for row in rows],
+        "subpopulations": subpop_mod.describe(subpops),
         "pit_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
         "plots": plots,
     }
@@ -323,6 +336,7 @@ def evaluate(
 
 def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]) -> str:
     """metrics.md: the table in the paper's style, then the notes and the plots."""
+    from . import subpopulations
     n_out = rows[0].n_outside_label_range if rows else 0
     lines = [
         "# Photometric redshift metrics",
@@ -333,13 +347,16 @@ def _markdown_report(report: dict, rows: list[MetricsRow], plots: dict[str, str]
         "2.438(4) means 2.438 ± 0.004.",
         "",
         markdown_table(rows),
-        "Definitions (Engel et al., Sec. 6.1): r = (z − ẑ)/(1 + z) with ẑ = Σ PMF × grid; "
+        "Definitions (Engel et al., Sec. 6.1): r = (ẑ − z)/(1 + z) with ẑ = Σ PMF × grid "
+        "(the sign of the code behind the paper's tables and of the photo-z community; the paper's text "
+        "writes z − ẑ, but its tables use ẑ − z); "
         "NMAD = 1.4826 × median(|r − median(r)|); bias = mean(r); "
         f"η = percentage of |r| > {report['outlier_threshold']:g}; "
         "CDE loss = mean ∫p̂² dz − 2 mean p̂(z), with p̂ = PMF / 0.004; "
         "PIT KS = Kolmogorov–Smirnov distance of the PIT values from uniform.",
         "",
     ]
+    lines += subpopulations.markdown_notes(report.get("subpopulations", []))
     if n_out:
         lines += [
             f"{n_out:,} galaxies lie outside the label range 0 < z < 1.6; the model's density there is 0.",
@@ -509,6 +526,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="random galaxies drawn with their 90%% intervals in zhat_vs_ztrue.png (default 100)",
     )
+    from .subpopulations import add_arguments
+
+    add_arguments(parser)
 
 
 def _parse_edges(text: str) -> tuple[float, ...]:
@@ -524,8 +544,11 @@ def _parse_edges(text: str) -> tuple[float, ...]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run `mantis-data evaluate`; return the exit status (user errors raise MantisDataError)."""
+    from .subpopulations import from_args
+
+    preds = read_predictions(args.predictions)
     report = evaluate(
-        args.predictions,
+        preds,
         args.out,
         bootstrap=args.bootstrap,
         seed=args.seed,
@@ -533,6 +556,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         z_edges=getattr(args, "z_edges", DEFAULT_Z_EDGES),
         n_intervals=getattr(args, "intervals", 100),
         progress=sys.stderr.isatty(),
+        subpopulations=from_args(args, preds.target_id, preds.z),
     )
     first = report["rows"][0]
     summary = ", ".join(
@@ -541,5 +565,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if first[m]["value"] is not None and not math.isnan(first[m]["value"])
     )
     print(f"{report['n']:,} galaxies: {summary}")
+    for sp in report["subpopulations"]:
+        print(f"  {sp['name']}: {sp['n']:,} galaxies")
     print(f"wrote {Path(args.out) / 'metrics.md'}, metrics.json and {len(report['plots'])} plots")
     return 0

@@ -1,7 +1,10 @@
 """Photometric-redshift metrics as the paper defines them (Sec. 6.1), with bootstrap uncertainties.
 
-Point metrics use the scaled residuals r = (z - z_hat) / (1 + z) (the paper's sign: positive when the
-model underestimates), with z_hat the expectation of the PMF (``redshift.point_estimate``):
+Point metrics use the scaled residuals r = (z_hat - z) / (1 + z), positive when the model overestimates,
+with z_hat the expectation of the PMF (``redshift.point_estimate``). That is the sign of the code that
+produced the paper's tables (pnnl/MantisShrimp ``training.py``) and of the photo-z community (LSST DESC
+qp/RAIL, the B22 PS1 x WISE catalog); the paper's text writes r = (z - z_hat) / (1 + z), the opposite sign,
+but its tables were computed with this one. Only the bias depends on the sign; NMAD and eta do not.
 
 - NMAD = 1.4826 * median(|r - median(r)|)
 - bias = mean(r)
@@ -10,8 +13,9 @@ model underestimates), with z_hat the expectation of the PMF (``redshift.point_e
 Density metrics read each PMF as the piecewise-constant density of ``mantis_data.redshift``:
 
 - CDE loss (Izbicki & Lee 2016) = mean_i integral p_i(z)^2 dz - 2 mean_i p_i(z_i), where p_i(z_i) is the
-  density of the true class (the grid value nearest z_i, ``redshift_class``) and 0 for a z_i outside the
-  label range 0 < z < 1.6. A uniform PMF gives -1 / (400 * 0.004) = -0.625; a one-bin PMF at the true
+  density of the true class (the grid value nearest z_i, ``redshift_class``, ties to the lower class) and
+  0 for a z_i where the CDF is flat: outside the label range 0 < z < 1.6, and for 1.598 < z < 1.6, above
+  the last cell (``redshift.density_class``). A uniform PMF gives -1 / (400 * 0.004) = -0.625; a one-bin PMF at the true
   class gives -1 / 0.004 = -250.
 - PIT = CDF_i(z_i); its histogram should be flat; ``ks_uniform`` is its KS distance from uniform.
 
@@ -40,7 +44,8 @@ from .redshift import (
     _cdf_rows,
     _pmf_chunks,
     cdf_at,
-    redshift_class,
+    density_class,
+    in_label_range,
 )
 
 NMAD_SCALE = 1.4826
@@ -59,10 +64,10 @@ _INF_BITS = np.array(np.inf).view(np.int64).item()
 
 
 def residuals(z_true, z_hat) -> np.ndarray:
-    """Scaled residuals r = (z_true - z_hat) / (1 + z_true) (dimensionless, float64)."""
+    """Scaled residuals r = (z_hat - z_true) / (1 + z_true) (dimensionless, float64; positive when z_hat is high)."""
     z_true = np.asarray(z_true, dtype=np.float64)
     z_hat = np.asarray(z_hat, dtype=np.float64)
-    return (z_true - z_hat) / (1.0 + z_true)
+    return (z_hat - z_true) / (1.0 + z_true)
 
 
 def nmad(r) -> float:
@@ -74,7 +79,7 @@ def nmad(r) -> float:
 
 
 def bias(r) -> float:
-    """Mean of the scaled residuals (units of r; positive when z_hat is low)."""
+    """Mean of the scaled residuals (units of r; positive when z_hat is high on average)."""
     r = np.asarray(r, dtype=np.float64)
     return float(r.mean()) if r.size else math.nan
 
@@ -167,7 +172,7 @@ def galaxy_terms(z_true, pmf, atol: float = PMF_SUM_ATOL) -> GalaxyTerms:
     z_hat = np.empty(n)
     pit_v = np.empty(n)
     cde = np.empty(n)
-    k = redshift_class(z, out_of_range="mask")
+    k = density_class(z)
     for start, stop, p, s in _pmf_chunks(rows, atol):
         zc, kc = z[start:stop], k[start:stop]
         z_hat[start:stop] = (p @ GRID) / s
@@ -175,7 +180,7 @@ def galaxy_terms(z_true, pmf, atol: float = PMF_SUM_ATOL) -> GalaxyTerms:
         p_true = np.where(kc >= 0, p[np.arange(stop - start), np.maximum(kc, 0)], 0.0) / (s * BIN_WIDTH)
         cde[start:stop] = int_p2 - 2.0 * p_true
         pit_v[start:stop] = _cdf_rows(p, s, zc)
-    return GalaxyTerms(z, z_hat, residuals(z, z_hat), pit_v, cde, k >= 0)
+    return GalaxyTerms(z, z_hat, residuals(z, z_hat), pit_v, cde, in_label_range(z))
 
 
 def point_metrics(

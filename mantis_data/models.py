@@ -3,9 +3,14 @@
 Early fusion: one ConvNeXt (paper: ConvNeXt-Large) on the stacked bands (``image``, B x C x 120 x 120 from
 ``paper_transform("early")``; C = 9 with all bands). Late fusion: one ConvNeXt per survey, each on that
 survey's own pixels (paper: ConvNeXt-Large for Pan-STARRS, ConvNeXt-Small for GALEX and for unWISE),
-pooled features concatenated. Both: the two E(B-V) values (``ebv_csfd``, ``ebv_planck``) are appended to
-the image features, then a head ``Linear(hidden 2048) -> GELU -> Linear(400)`` gives the logits of the
-400 redshift classes (softmax = the PMF over ``mantis_data.redshift.GRID``).
+pooled features concatenated. The heads are the released model's (pnnl/MantisShrimp ``models.py``):
+
+- early fusion: ``cat(features, E(B-V)) -> Linear(hidden 2048) -> GELU -> Linear(400)``;
+- late fusion: ``ReLU(cat(ps1, unwise, galex features))``, then the E(B-V) appended (not rectified), then
+  ``Linear(hidden 2048) -> ReLU -> Linear(400)``.
+
+The two E(B-V) values are ``ebv_csfd``, ``ebv_planck``; the output is the logits of the 400 redshift
+classes (softmax = the PMF over ``mantis_data.redshift.GRID``).
 
 Band ablations (``bands``, the names of ``mantis_data.transforms.ABLATIONS``): early fusion gets fewer
 input channels; late fusion has no encoder at all for an ablated survey (not one fed zeros).
@@ -41,6 +46,7 @@ __all__ = [
     "BAND_CHOICES",
     "CheckpointError",
     "EarlyFusion",
+    "LATE_FEATURE_ORDER",
     "LateFusion",
     "ModelConfig",
     "build_model",
@@ -320,17 +326,26 @@ class EarlyFusion(nn.Module):
         self.config = config
         self.Base = create_backbone(config.backbone, len(config.channels), checkpoint, **config.backbone_kwargs)
         self.fc0 = nn.Linear(self.Base.num_features + N_EBV, config.hidden_width)
+        self.activation = nn.GELU()
         self.fc1 = nn.Linear(config.hidden_width, config.n_classes)
 
     def forward(self, image: torch.Tensor, ebv: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) from ``image`` (B, C, H, W) and E(B-V) (B, 2)."""
+        """Logits (B, n_classes) from ``image`` (B, C, H, W) and E(B-V) (B, 2): fc1(GELU(fc0([features, ebv])))."""
         x = self.Base(image)
         x = torch.cat([x, ebv.to(x.dtype)], dim=1)
-        return self.fc1(nn.functional.gelu(self.fc0(x)))
+        return self.fc1(self.activation(self.fc0(x)))
+
+
+LATE_FEATURE_ORDER: tuple[str, ...] = ("ps1", "unwise", "galex")
+"""Late fusion: order in which the encoders' pooled features are concatenated (the released model's)."""
 
 
 class LateFusion(nn.Module):
-    """One backbone per kept survey (``encoders[survey]``), pooled features concatenated, then the head."""
+    """One backbone per kept survey (``encoders[survey]``), pooled features concatenated, then the head.
+
+    Head (the released ``LateFusionModel``): ReLU on the concatenated features (Pan-STARRS, unWISE, GALEX
+    order), E(B-V) appended after it, then ``fc0 -> ReLU -> fc1``.
+    """
 
     fusion = "late"
 
@@ -353,15 +368,21 @@ class LateFusion(nn.Module):
                 **(config.backbone_kwargs if main else config.aux_backbone_kwargs),
             )
         self.encoders = nn.ModuleDict(enc)
+        self.feature_order = tuple(s for s in LATE_FEATURE_ORDER if s in self.surveys)
         n_features = sum(e.num_features for e in self.encoders.values())
+        self.feature_activation = nn.ReLU()
         self.fc0 = nn.Linear(n_features + N_EBV, config.hidden_width)
+        self.activation = nn.ReLU()
         self.fc1 = nn.Linear(config.hidden_width, config.n_classes)
 
     def forward(self, images: Mapping[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) from each kept survey's images (B, C_s, N_s, N_s) and E(B-V) (B, 2)."""
-        feats = [self.encoders[s](images[s]) for s in self.surveys]
-        x = torch.cat([*feats, ebv.to(feats[0].dtype)], dim=1)
-        return self.fc1(nn.functional.gelu(self.fc0(x)))
+        """Logits (B, n_classes) from each kept survey's images (B, C_s, N_s, N_s) and E(B-V) (B, 2).
+
+        fc1(ReLU(fc0([ReLU([ps1, unwise, galex features]), ebv]))), as the released late-fusion model.
+        """
+        feats = self.feature_activation(torch.cat([self.encoders[s](images[s]) for s in self.feature_order], dim=1))
+        x = torch.cat([feats, ebv.to(feats.dtype)], dim=1)
+        return self.fc1(self.activation(self.fc0(x)))
 
 
 def build_model(

@@ -18,12 +18,20 @@ BIN_WIDTH = (Z_MAX - Z_MIN) / N_BINS
 """Spacing of the grid, 0.004."""
 
 
+_TIE_TOLERANCE = 1e-9
+"""In class units (1e-9 x 0.004 in redshift): a z this close to the midpoint of two grid values is a tie."""
+
+
 def redshift_class(z, out_of_range: str = "raise") -> np.ndarray:
     """Class index (int64, 0..399) of each redshift: the index of the nearest grid value.
 
-    This is the released training code's rule. The paper's text says ``floor(z / 0.004)``; the two
-    differ by one class for z in the upper half of a grid interval (e.g. z = 0.0039 is class 1 here,
-    class 0 by floor). Redshifts in [1.598, 1.6) round to 400 and are put in the last class, 399.
+    This is the released training code's rule (``argmin(|grid - z|)``). A redshift exactly half way
+    between two grid values (z = 0.002 + 0.004 k: a quarter of all three-decimal catalogue redshifts, such
+    as 0.006 or 0.102) goes to the lower class, as ``argmin`` returns the first of two equal distances;
+    "exactly" allows for the float64 rounding of decimal input (within 4e-12 in z). The paper's text says
+    ``floor(z / 0.004)``; the two differ by one class for z in the upper half of a grid interval (e.g.
+    z = 0.0039 is class 1 here, class 0 by floor). Redshifts in (1.598, 1.6) are nearest to 1.6, which is
+    not a grid value, and are put in the last class, 399.
 
     Labels are defined for 0 < z < 1.6. Outside that (z <= 0, z >= 1.6, NaN):
     ``out_of_range="raise"`` raises OutOfGridError, ``"mask"`` returns -1 for those entries.
@@ -38,8 +46,8 @@ def redshift_class(z, out_of_range: str = "raise") -> np.ndarray:
             f"{int(bad.sum())} redshift(s) outside the label range 0 < z < {Z_MAX} (first: {first!r}); "
             "pass out_of_range='mask' to get class -1 for them"
         )
-    classes = np.rint(np.where(bad, 0.0, z) / BIN_WIDTH).astype(np.int64)
-    np.minimum(classes, N_BINS - 1, out=classes)
+    u = np.ceil(np.where(bad, 0.0, z) / BIN_WIDTH - (0.5 + _TIE_TOLERANCE))
+    classes = np.asarray(np.clip(u, 0, N_BINS - 1), dtype=np.int64)
     classes[bad] = -1
     return classes
 
@@ -55,8 +63,10 @@ def in_label_range(z) -> np.ndarray:
 #
 # A model's output is a PMF: 400 non-negative numbers per galaxy, one per grid value, summing to 1.
 # Class k holds the redshifts nearest to GRID[k] (the ``redshift_class`` rule), so the PMF is read as a
-# piecewise-constant density on cells [GRID[k] - d/2, GRID[k] + d/2) of width d = BIN_WIDTH centred on
-# the grid values. With that one reading the PDF integrates to 1, the point estimate sum(PMF * GRID) is
+# piecewise-constant density on cells (GRID[k] - d/2, GRID[k] + d/2] of width d = BIN_WIDTH centred on
+# the grid values (a cell's upper edge belongs to it, as a tie goes to the lower class). The cells end
+# at 1.598: above it the density is 0 and the CDF is 1, so a galaxy with 1.598 < z < 1.6 (class 399 for
+# training) has density 0 at its redshift (``density_class``; the CDE loss's term). With that one reading the PDF integrates to 1, the point estimate sum(PMF * GRID) is
 # exactly the mean of the density, the CDF is the cumulative sum reached at each cell's upper edge and
 # linear inside the cell, and a galaxy whose PMF is calibrated for its class gets a uniform PIT
 # (a delta PMF at the true class gives PIT = (z - lower edge of the cell) / d, anywhere in [0, 1)).
@@ -180,11 +190,23 @@ def cdf_at(pmf, z, atol: float = PMF_SUM_ATOL) -> np.ndarray:
     return out.reshape(lead)
 
 
+def density_class(z) -> np.ndarray:
+    """Cell (int64, 0..399) whose density holds z, the derivative of ``cdf_at``; -1 where the density is 0.
+
+    Equal to ``redshift_class`` on 0 < z <= 1.598; -1 for z outside the label range 0 < z < 1.6 and for
+    1.598 < z < 1.6, above the last cell, where the CDF has already reached 1.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    k = redshift_class(z, out_of_range="mask")
+    above = z / BIN_WIDTH > (N_BINS - 0.5) + _TIE_TOLERANCE
+    return np.where(above, -1, k)
+
+
 def pdf_at(pmf, z, atol: float = PMF_SUM_ATOL) -> np.ndarray:
-    """Density (per unit redshift) of each PMF at z: PMF[redshift_class(z)] / 0.004; 0 where z has no class."""
+    """Density (per unit redshift) of each PMF at z: PMF[density_class(z)] / 0.004; 0 where z has no cell."""
     rows, lead = _as_pmf_rows(pmf)
     z = np.broadcast_to(np.asarray(z, dtype=np.float64), lead).reshape(-1)
-    k = redshift_class(z, out_of_range="mask")
+    k = density_class(z)
     out = np.empty(rows.shape[0], dtype=np.float64)
     for start, stop, p, s in _pmf_chunks(rows, atol):
         kk = k[start:stop]

@@ -12,16 +12,21 @@ Order of operations (the released model's):
 
 1. flux scaling per survey: Pan-STARRS and unWISE ``asinh(alpha * Q * flux) / Q`` (Lupton's
    quasi-logarithmic scale) with values below zero set to zero; GALEX ``flux / 0.05`` clipped to [0, 1];
-2. augmentation (``train=True``): one angle drawn uniformly in [0, 360) degrees per sample, applied to
-   all three surveys: nearest-neighbour rotation about the image centre (pixel (N-1)/2, (N-1)/2),
+2. augmentation (``train=True``): one angle drawn uniformly in [0, 360) degrees, applied to all three
+   surveys: nearest-neighbour rotation about the image centre (pixel (N-1)/2, (N-1)/2),
    counter-clockwise as displayed with row 0 at the top (torchvision's convention), pixels with no
    source set to 0; then a horizontal flip (columns reversed) and a vertical flip (rows reversed), each
-   with probability 0.5;
+   with probability 0.5. The presets draw one angle and one flip pair per batch, applied to every
+   galaxy of the batch, as the released ``augment_fn`` does; ``augment_per="galaxy"`` draws them for
+   each galaxy instead;
 3. centre crops (torchvision's ``CenterCrop`` offsets: ``round((N - K) / 2)``);
 4. early fusion: GALEX and unWISE crops resized to the PS1 crop's grid (bilinear, antialiased,
    half-pixel centres: ``torch.nn.functional.interpolate(..., align_corners=False, antialias=True)``)
    and all bands stacked in the output channel order into ``image`` (B, 9, 120, 120) for the preset.
    Late fusion keeps the three survey tensors (``ps1`` cropped, GALEX and unWISE at 32 x 32).
+
+Non-finite input pixels (NaN, +-inf) are set to 0 before scaling, whatever the builder did: arrays
+from users and from forced photo-z come straight in.
 
 Scaling is pointwise and the rotation and crops only move pixels, so steps 1-3 are computed as one
 gather per survey (only the output pixels are read, then scaled); the result equals doing them in the
@@ -52,6 +57,7 @@ from .errors import MantisDataError
 
 __all__ = [
     "ABLATIONS",
+    "AUGMENT_PER",
     "PAPER_EARLY",
     "PAPER_LATE",
     "AsinhScale",
@@ -134,6 +140,10 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 """The paper's band-utilisation ablations: band names kept by each (order does not matter)."""
 
 
+AUGMENT_PER: tuple[str, ...] = ("batch", "galaxy")
+"""Granularity of the random augmentation: one draw per batch (the released code) or per galaxy."""
+
+
 def crop_pixels(arcsec: float, survey: str) -> int:
     """Crop side in pixels (nearest integer) spanning ``arcsec`` arcsec in ``survey``'s stored pixels."""
     if survey not in SURVEYS:
@@ -154,6 +164,8 @@ class TransformConfig:
         (and surveys with none left: they are not read either), ``"zero"`` keeps the channels, set to 0.
     rotate: random rotation by a uniform angle in [0, 360) degrees (training only).
     hflip_p, vflip_p: probability of a horizontal / vertical flip (training only).
+    augment_per: "batch" (one angle and one flip pair for the whole batch: the released code) or
+        "galaxy" (drawn for each galaxy: more varied gradients per step, no longer the released recipe).
     antialias: antialiased bilinear resize (matters only when shrinking).
     """
 
@@ -167,11 +179,14 @@ class TransformConfig:
     rotate: bool = True
     hflip_p: float = 0.5
     vflip_p: float = 0.5
+    augment_per: str = "batch"
     antialias: bool = True
 
     def __post_init__(self) -> None:
         if self.fusion not in ("early", "late"):
             raise MantisDataError(f"fusion must be 'early' or 'late', not {self.fusion!r}")
+        if self.augment_per not in AUGMENT_PER:
+            raise MantisDataError(f"augment_per must be one of {AUGMENT_PER}, not {self.augment_per!r}")
         if self.ablate not in ("drop", "zero"):
             raise MantisDataError(f"ablate must be 'drop' or 'zero', not {self.ablate!r}")
         names = [b.name for b in BANDS]
@@ -244,6 +259,7 @@ PAPER_EARLY = TransformConfig(
     rotate=True,
     hflip_p=0.5,
     vflip_p=0.5,
+    augment_per="batch",
     antialias=True,
 )
 """Early fusion as released: 120 x 120 PS1 crop (30 arcsec), 22 x 22 GALEX and unWISE crops resized to
@@ -329,11 +345,17 @@ class Transform:
         return out
 
     def sample_params(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
-        """Draw rotation angles (uniform in [0, 360) degrees) and flips for ``n`` samples, on the CPU."""
+        """Draw rotation angles (uniform in [0, 360) degrees) and flips for ``n`` samples, on the CPU.
+
+        With ``augment_per="batch"`` one angle and one flip pair are drawn and given to all ``n`` samples.
+        """
         c = self.config
         if not self.augmenting:
             return AugmentParams.identity(n)
-        u = torch.rand((3, n), generator=generator, dtype=torch.float64)
+        if c.augment_per == "batch":
+            u = torch.rand((3, 1), generator=generator, dtype=torch.float64).expand(3, n).contiguous()
+        else:
+            u = torch.rand((3, n), generator=generator, dtype=torch.float64)
         angle = u[0] * 360.0 if c.rotate else torch.zeros(n, dtype=torch.float64)
         return AugmentParams(angle, u[1] < c.hflip_p, u[2] < c.vflip_p)
 
@@ -470,7 +492,8 @@ class Transform:
         return buf[:numel].view(shape)
 
     def _scale_(self, y: torch.Tensor, survey: str) -> None:
-        """Apply ``survey``'s flux scaling to ``y`` in place."""
+        """Set non-finite pixels of ``y`` to 0, then apply ``survey``'s flux scaling, in place."""
+        torch.nan_to_num_(y, nan=0.0, posinf=0.0, neginf=0.0)
         scale = self.config.scaling[survey]
         if isinstance(scale, AsinhScale):
             scale.apply_(y, work=self._scratch("asinh", tuple(y.shape), y))

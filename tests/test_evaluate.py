@@ -170,3 +170,19 @@ def test_user_errors_name_the_file_and_the_fix(tmp_path):
     f.write_text("not parquet")
     with pytest.raises(MantisDataError, match="not a readable Parquet file"):
         read_predictions(f)
+
+
+def test_bias_has_the_community_sign(tmp_path):
+    """z_hat > z everywhere gives a positive bias in the report: r = (z_hat - z) / (1 + z)."""
+    n = 200
+    z = np.random.default_rng(3).uniform(0.05, 1.2, n)
+    k = np.rint(z / 0.004).astype(int) + 10  # all mass 10 classes (0.04) above the true redshift
+    pmf = np.zeros((n, N_BINS), np.float32)
+    pmf[np.arange(n), k] = 1.0
+    path = write_predictions(tmp_path / "high.parquet", [f"g{i}" for i in range(n)], z, pmf)
+    report = evaluate(path, tmp_path / "out", bootstrap=20)
+    bias = report["rows"][0]["bias"]["value"]
+    assert bias > 0
+    assert bias == pytest.approx(np.mean((GRID[k] - z) / (1 + z)), rel=1e-9)
+    assert "(z_hat - z) / (1 + z)" in report["definitions"]["r"]
+    assert "(ẑ − z)/(1 + z)" in (tmp_path / "out" / "metrics.md").read_text()

@@ -54,10 +54,11 @@ def test_known_residuals_nmad_bias_eta():
     assert M.outlier_fraction(r, threshold=0.15) == pytest.approx(100 * 1 / 7)
     # even n: median 0.015; deviations 0.005, 0.005, 0.015, 0.085 -> median 0.01
     assert M.nmad([0.0, 0.01, 0.02, 0.10]) == pytest.approx(0.014826)
-    # the residuals come back from (z, z_hat): r = (z - z_hat) / (1 + z)
+    # the residuals come back from (z, z_hat): r = (z_hat - z) / (1 + z)
     z = np.linspace(0.1, 1.3, r.size)
-    np.testing.assert_allclose(M.residuals(z, z - r * (1 + z)), r, atol=1e-15)
-    assert M.residuals(1.0, 0.9) == pytest.approx(0.05)  # positive when z_hat is low (paper's sign)
+    np.testing.assert_allclose(M.residuals(z, z + r * (1 + z)), r, atol=1e-15)
+    assert M.residuals(1.0, 1.1) == pytest.approx(0.05)  # positive when z_hat is high (community sign)
+    assert M.residuals(1.0, 0.9) == pytest.approx(-0.05)
 
 
 def test_outlier_threshold_is_strict():
@@ -84,7 +85,7 @@ def test_galaxy_terms_match_the_direct_functions():
     pmf = rng.dirichlet(np.full(N_BINS, 0.1), size=n).astype(np.float32)
     t = M.galaxy_terms(z, pmf)
     np.testing.assert_allclose(t.z_hat, point_estimate(pmf), rtol=1e-12)
-    np.testing.assert_allclose(t.r, (z - t.z_hat) / (1 + z), rtol=1e-12)
+    np.testing.assert_allclose(t.r, (t.z_hat - z) / (1 + z), rtol=1e-12)
     np.testing.assert_allclose(t.pit, M.pit(pmf, z), rtol=1e-12)
     p = pmf.astype(np.float64)
     p /= p.sum(axis=1, keepdims=True)

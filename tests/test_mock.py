@@ -18,12 +18,13 @@ from builders.catalogs.compile import DEFAULT_PRIORITY
 from builders.mock.catalogs import healpix_nest, write_catalogs
 from builders.mock.cutouts import NoCoverageError, ps1_nan_fraction, render_legacy, render_ps1
 from builders.mock.sky import MockSky, unit_vectors
-from mantis_data.bands import SURVEYS, band, ps1_zero_point
+from mantis_data.bands import SURVEYS, band, ps1_zero_point, zero_point
 from mantis_data.cutouts.fits import read_legacy_cube, read_ps1_cutout, wcs_centre_offset_pixels
 
 SDSS_COLUMNS = [
     "specObjID", "ra", "dec", "z", "zErr", "zWarning", "class", "subClass", "z_noqso", "zErr_noqso",
     "zWarning_noqso", "z_person", "class_person", "plate", "mjd", "fiberID", "survey", "programname",
+    "legacy_target1",
 ]
 DESI_COLUMNS = [
     "TARGETID", "SURVEY", "PROGRAM", "HEALPIX", "TARGET_RA", "TARGET_DEC", "Z", "ZERR", "ZWARN", "SPECTYPE",
@@ -88,7 +89,7 @@ def test_band_fluxes_are_in_stored_units(sky):
         sv = SURVEYS[s]
         for k, b in enumerate(sv.bands):
             vega = mags[b][g] - sv.ab_minus_vega[k]
-            assert flux[b][g] == pytest.approx(10 ** (-0.4 * (vega - sv.zero_point)), rel=1e-12)
+            assert flux[b][g] == pytest.approx(10 ** (-0.4 * (vega - zero_point(b))), rel=1e-12)
     # unWISE is Vega: the same AB magnitude is more Vega nanomaggies in W2 than W1
     assert sv.ab_minus_vega[1] > sv.ab_minus_vega[0] > 0
 
@@ -390,3 +391,35 @@ def test_images_carry_the_flux_and_the_redshift_signal():
     for sel in (red & low, ~red & low):
         assert spearmanr((g_mag - r_mag)[sel], z[sel]).statistic > 0.6
     assert spearmanr(r_mag - w_mag, z).statistic > 0.65
+
+
+def test_mock_galex_is_in_counts_per_second_where_the_paper_clip_works():
+    """GALEX pixels in counts/s (AB zero points 18.82, 20.08) sit below the paper's 0.05 clip, except galaxy cores."""
+    from mantis_data.cutouts.fits import read_legacy_cube
+    from mantis_data.transforms import PAPER_EARLY
+
+    assert SURVEYS["galex"].flux_unit == "counts/s"
+    assert (zero_point("FUV"), zero_point("NUV")) == (18.82, 20.08)
+    clip = PAPER_EARLY.scaling["galex"].scale
+    assert clip == 0.05
+    sky = MockSky(250, seed=3)
+    cubes = []
+    for i in range(sky.n):
+        cube, _ = read_legacy_cube(render_legacy(sky, float(sky.ra[i]), float(sky.dec[i]), "galex"), "galex")
+        if cube.any():  # covered by GALEX
+            cubes.append(cube)
+    cubes = np.stack(cubes)
+    assert len(cubes) > 150
+    for k, name in enumerate(SURVEYS["galex"].bands):
+        x = cubes[:, k]
+        sky_sigma = float(np.std(x[:, :6, :6]))  # corners: sky noise
+        saturated = float((x > clip).mean())
+        peaks = x[:, 13:19, 13:19].max(axis=(1, 2))
+        # the noise is well inside [0, clip] and few pixels saturate ...
+        assert sky_sigma < clip / 2, name
+        assert saturated < 0.03, name
+        # ... while the brighter galaxies' cores reach the clip's scale (the signal is not lost below it)
+        assert np.percentile(peaks, 95) > clip, name
+        # in the old unit (AB nanomaggies, zero point 22.5) the same sky would saturate many times more pixels
+        old = x * 10 ** (0.4 * (22.5 - zero_point(name)))
+        assert (old > clip).mean() > 10 * max(saturated, 0.005), name

@@ -52,7 +52,7 @@ def _pos(sky: MockSky, i: int) -> dict:
 
 def test_ps1_endpoints_serve_the_rendered_bytes(sky, server):
     i = _covered(sky)
-    status, headers, body = _get(server.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, i), "filters": "grizy"})
+    status, headers, body = _get(server.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, i), "filters": "grizy", "type": "stack"})
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     lines = body.decode().splitlines()
     assert lines[0].split() == "projcell subcell ra dec filter mjd type filename shortname badflag".split()
@@ -85,7 +85,7 @@ def test_legacy_endpoint_serves_the_rendered_cubes(sky, server):
 
 def test_no_coverage_and_planted_corrupt_files(sky, server, tmp_path):
     south = int(np.flatnonzero(sky.dec < -30)[0])
-    status, _, body = _get(server.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, south), "filters": "grizy"})
+    status, _, body = _get(server.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, south), "filters": "grizy", "type": "stack"})
     assert status == 200 and parse_filenames(body) == {}
     name = ps1_filename(sky.ra[south], sky.dec[south], "g")
     status, _, _ = _get(server.url, "/cgi-bin/fitscut.cgi", {"red": name, **_pos(sky, south), "size": "170", "format": "fits"})
@@ -185,7 +185,7 @@ def test_request_log_counts_attempts_per_key(sky):
     i = _covered(sky)
     with MockServer(sky, FaultPlan(permanent={"503": 1.0})) as srv:
         for _ in range(3):
-            assert _get(srv.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, i), "filters": "grizy"})[0] == 503
+            assert _get(srv.url, "/cgi-bin/ps1filenames.py", {**_pos(sky, i), "filters": "grizy", "type": "stack"})[0] == 503
         time.sleep(0.05)
         assert [r["attempt"] for r in srv.log] == [0, 1, 2]
         rec = srv.log[-1]
@@ -214,3 +214,26 @@ def test_standalone_server_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_ps1_filenames_is_asked_for_stacks(sky):
+    """The client asks ps1filenames.py for type=stack (as the released code); the mock refuses a request without."""
+    from mantis_data.cutouts.client import HttpClient
+    from mantis_data.cutouts.ps1 import PS1Client
+
+    i = _covered(sky)
+    with MockServer(sky) as srv:
+        pos = _pos(sky, i)
+        assert _get(srv.url, "/cgi-bin/ps1filenames.py", {**pos, "filters": "grizy"})[0] == 400
+        assert _get(srv.url, "/cgi-bin/ps1filenames.py", {**pos, "filters": "grizy", "type": "warp"})[0] == 400
+        names, _ = PS1Client(HttpClient(), base_url=f"{srv.url}/cgi-bin").filenames(float(sky.ra[i]), float(sky.dec[i]))
+        assert sorted(names) == sorted("grizy")
+        deadline = time.monotonic() + 10
+        while len(srv.log) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server logs a request just after answering it
+        asked = [r for r in srv.log if r["endpoint"] == "filenames" and r["status"] == 200]
+        assert len(asked) == 1 and asked[0]["params"]["type"] == "stack"
+    # a table that also lists other image types: only the stack rows are used
+    header = "projcell subcell ra dec filter mjd type filename shortname badflag"
+    body = f"{header}\n1 2 10 20 g 5 warp /w/g.fits g.fits 0\n1 2 10 20 g 0 stack /s/g.fits g.fits 0\n".encode()
+    assert parse_filenames(body) == {"g": "/s/g.fits"}

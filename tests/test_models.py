@@ -201,3 +201,34 @@ def test_param_counts_script(capsys):
     assert main(["--backbone", "convnext_atto", "--aux-backbone", "convnext_femto"]) == 0
     out = capsys.readouterr().out
     assert "encoder[ps1]" in out and "convnext_femto" in out and "total" in out
+
+
+def test_late_fusion_head_is_the_released_definition():
+    """Released LateFusionModel: ReLU(cat(ps, unwise, galex)) -> cat E(B-V) -> fc0 -> ReLU -> fc1."""
+    cfg = tiny_config(fusion="late")
+    model = build_model(cfg).eval()
+    assert isinstance(model.feature_activation, torch.nn.ReLU) and isinstance(model.activation, torch.nn.ReLU)
+    assert not any(isinstance(m, torch.nn.GELU) for m in (model.feature_activation, model.activation))
+    calls, fc0_input = [], {}
+    names = {m: n for n, m in model.named_modules()}
+    watched = ["encoders.ps1", "encoders.unwise", "encoders.galex", "feature_activation", "fc0", "activation", "fc1"]
+    hooks = [dict(model.named_modules())[n].register_forward_hook(lambda m, i, o: calls.append(names[m])) for n in watched]
+    hooks.append(model.fc0.register_forward_pre_hook(lambda m, i: fc0_input.setdefault("x", i[0].clone())))
+    _, t = transforms_of({"fusion": "late", "bands": "all", "ps1_crop": 48, "resize": None})
+    batch = t(raw_batch(n=3))
+    x, _ = model_inputs(batch, cfg)
+    ebv = torch.tensor([[-0.5, 0.1], [0.2, -0.3], [0.0, 0.7]])  # negative values must reach fc0 unrectified
+    with torch.no_grad():
+        out = model(x, ebv)
+        for h in hooks:
+            h.remove()
+        feats = torch.cat([model.encoders[s](x[s]) for s in ("ps1", "unwise", "galex")], dim=1)
+        expected = model.fc1(torch.relu(model.fc0(torch.cat([torch.relu(feats), ebv], dim=1))))
+    assert calls == watched  # the released order of operations
+    assert (feats < 0).any()  # so the feature ReLU is really exercised
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    xin = fc0_input["x"]
+    assert torch.equal(xin[:, -2:], ebv) and (xin[:, :-2] >= 0).all()
+    # the early-fusion head keeps GELU and no feature activation (the released ConvModel)
+    early = build_model(tiny_config())
+    assert isinstance(early.activation, torch.nn.GELU) and not hasattr(early, "feature_activation")

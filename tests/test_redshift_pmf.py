@@ -12,6 +12,7 @@ from mantis_data.redshift import (
     InvalidPMFError,
     cdf_at,
     credible_interval,
+    density_class,
     pdf_at,
     pmf_to_pdf,
     point_estimate,
@@ -140,3 +141,50 @@ def test_validation_errors_are_clear():
     logits = np.random.default_rng(0).normal(size=(2, N_BINS))
     with pytest.raises(InvalidPMFError, match="softmax"):
         point_estimate(logits)
+
+
+def test_ties_go_to_the_lower_class_as_the_released_argmin():
+    """Three-decimal catalogue redshifts: exact midpoints (0.002 + 0.004 k) go to the lower class."""
+    from fractions import Fraction
+    from math import ceil
+
+    z = np.round(np.arange(1, 1600) / 1000, 3)  # 0.001 ... 1.599
+    exact = [ceil(Fraction(f"{v:.3f}") / Fraction(4, 1000) - Fraction(1, 2)) for v in z]  # nearest, ties down
+    np.testing.assert_array_equal(redshift_class(z), np.minimum(exact, N_BINS - 1))
+    ties = np.round(0.002 + 0.004 * np.arange(399), 3)
+    np.testing.assert_array_equal(redshift_class(ties), np.arange(399))
+    # the released code's rule on the same numbers: argmin of the distance (first of equal distances)
+    milli = np.arange(1, 1600)  # z in thousandths, exactly; the grid is 4 k thousandths
+    first = np.argmin(np.abs(4 * np.arange(N_BINS)[None, :] - milli[:, None]), axis=1)
+    np.testing.assert_array_equal(redshift_class(z), first)
+    # numpy's rint (round half to even, after float rounding of z / 0.004) sends about half the ties up:
+    # it disagrees on ~11% of three-decimal redshifts
+    assert 0.09 < (np.rint(z / 0.004).clip(max=399) != redshift_class(z)).mean() < 0.13
+
+
+def test_density_is_the_derivative_of_the_cdf_up_to_the_top_edge():
+    """pdf_at, the CDE term's density, is dCDF/dz everywhere, including 1.598 < z < 1.6 (where it is 0)."""
+    from mantis_data import metrics as M
+
+    rng = np.random.default_rng(7)
+    p = rng.dirichlet(np.full(N_BINS, 0.5))
+    p[-1] = 0.2  # weight in the last cell, so that a wrong top edge shows
+    p /= p.sum()
+    z = np.concatenate([rng.uniform(0.003, 1.597, 200), [1.5975, 1.5985, 1.599, 1.5999]])
+    h = 1e-7
+    cdf = lambda v: cdf_at(np.broadcast_to(p, (v.size, N_BINS)), v)  # noqa: E731
+    numeric = (cdf(z + h) - cdf(z - h)) / (2 * h)
+    far = np.abs((z - CELL_EDGES[0]) / BIN_WIDTH - np.rint((z - CELL_EDGES[0]) / BIN_WIDTH)) > 1e-3  # not at an edge
+    dens = pdf_at(np.broadcast_to(p, (z.size, N_BINS)), z)
+    np.testing.assert_allclose(dens[far], numeric[far], rtol=1e-5, atol=1e-6)
+    top = z > 1.598
+    assert top.sum() == 3 and np.all(dens[top] == 0) and np.all(cdf(z[top]) == pytest.approx(1.0))
+    np.testing.assert_array_equal(redshift_class(z[top]), [399, 399, 399])  # still class 399 for training
+    # the CDE term uses that density: integral p^2 dz - 2 p(z) with p(z) = 0 above 1.598
+    t = M.galaxy_terms(z, np.broadcast_to(p, (z.size, N_BINS)))
+    int_p2 = (p**2).sum() / BIN_WIDTH
+    np.testing.assert_allclose(t.cde_term, int_p2 - 2 * dens, rtol=1e-10)
+    assert np.all(t.cde_term[top] == pytest.approx(int_p2)) and t.in_label_range.all()
+    assert t.cde_term[z == 1.5975][0] == pytest.approx(int_p2 - 2 * p[-1] / BIN_WIDTH)
+    # z exactly at the top edge 1.598 is a tie: class 399, whose cell ends there
+    assert density_class(1.598) == 399 and density_class(1.5981) == -1 and density_class(0.0) == -1

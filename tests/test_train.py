@@ -66,7 +66,7 @@ def test_two_ranks_learn_and_beat_the_prior(train_release, tmp_path, fusion):
     from training.evaluate import main as evaluate_main
 
     run = tmp_path / "run"
-    epochs = 3
+    epochs = 4
     proc = torchrun(["--data", str(train_release), "--out", str(run), *tiny_args(fusion), "--epochs", str(epochs),
                      "--batches-per-epoch", "40", "--lr", "1e-3", "--workers", "1", "--log-every", "20"])
     log = read_log(run)

@@ -36,6 +36,11 @@ def random_batch(n: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     return out
 
 
+def varied(n: int, seed: int) -> AugmentParams:
+    """Augmentation parameters drawn per galaxy (so one batch covers many angles and flip pairs)."""
+    return Transform(replace(PAPER_EARLY, augment_per="galaxy")).sample_params(n, torch.Generator().manual_seed(seed))
+
+
 # --------------------------------------------------------------------------------------------------
 # An independent numpy computation of the paper's formulas
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +134,7 @@ def test_preset_is_the_released_model():
 def test_preset_equals_numpy_formulas(fusion, train):
     batch = random_batch(4, seed=1)
     t = paper_transform(fusion, train=train)
-    params = t.sample_params(4, torch.Generator().manual_seed(1234))
+    params = varied(4, 1234)
     if train:
         assert params.hflip.any() or params.vflip.any()
     out = t(batch, params)
@@ -149,7 +154,7 @@ def test_preset_matches_torchvision_pipeline_of_the_released_code():
 
     batch = random_batch(6, seed=2)
     t = paper_transform("early")
-    params = t.sample_params(6, torch.Generator().manual_seed(7))
+    params = varied(6, 7)
     out = t(batch, params)["image"]
     for i in range(6):
         g, ps, u = (torch.from_numpy(np_scale(s, batch[s][i].numpy())).float() for s in ("galex", "ps1", "unwise"))
@@ -169,7 +174,7 @@ def test_constant_image_stays_constant(fusion):
     values = {"galex": 0.02, "ps1": 50.0, "unwise": 10.0}
     batch = {s: torch.full((5, len(STORED[s]), SURVEYS[s].cutout_size, SURVEYS[s].cutout_size), v) for s, v in values.items()}
     t = paper_transform(fusion, train=True)
-    out = t(batch, t.sample_params(5, torch.Generator().manual_seed(3)))
+    out = t(batch, varied(5, 3))
     scaled = {b: float(np_scale(s, np.array(values[s]))) for s in values for b in STORED[s]}
     if fusion == "early":
         for ch, b in enumerate(RELEASED_ORDER):
@@ -206,7 +211,7 @@ def centroid(img: np.ndarray) -> tuple[float, float]:
 def test_point_source_stays_centred(fusion):
     t = paper_transform(fusion, train=True)
     batch = gaussian_batch(8)
-    params = t.sample_params(8, torch.Generator().manual_seed(11))
+    params = varied(8, 11)
     assert params.hflip.any() and params.vflip.any() and not params.hflip.all()
     out = t(batch, params)
     if fusion == "early":  # (channel block, half an input pixel in output pixels)
@@ -243,7 +248,7 @@ def test_crop_overrides_and_30_arcsec_everywhere():
     assert dict(PAPER_EARLY.crop) == {"galex": 22, "ps1": 120, "unwise": 22}  # the preset is untouched
     t = Transform(cfg)
     batch = random_batch(3, seed=4)
-    params = t.sample_params(3, torch.Generator().manual_seed(5))
+    params = varied(3, 5)
     out = t(batch, params)["image"]
     assert out.shape == (3, 9, 120, 120)
     # an odd margin (32 - 11 = 21) is split like torchvision's CenterCrop: round(21 / 2) = 10 on top
@@ -289,7 +294,7 @@ def test_seeded_augmentation_is_reproducible():
     b = t({**batch, "aug_seed": torch.tensor(42)})["image"]
     c = t({**batch, "aug_seed": torch.tensor(43)})["image"]
     assert torch.equal(a, b) and not torch.equal(a, c)
-    p = t.sample_params(4000, torch.Generator().manual_seed(0))
+    p = varied(4000, 0)
     assert 0 <= float(p.angle_deg.min()) and float(p.angle_deg.max()) < 360
     assert abs(float(p.hflip.float().mean()) - 0.5) < 0.05 and abs(float(p.vflip.float().mean()) - 0.5) < 0.05
     frozen = Transform(replace(PAPER_EARLY, rotate=False, hflip_p=0.0, vflip_p=0.0))
@@ -329,7 +334,7 @@ def test_bad_configs_and_inputs_raise_clear_errors():
 def test_gpu_equals_cpu(fusion):
     t = paper_transform(fusion)
     batch = random_batch(8, seed=9)
-    params = t.sample_params(8, torch.Generator().manual_seed(10))
+    params = varied(8, 10)
     cpu = t(batch, params)
     gpu = t({k: v.cuda() for k, v in batch.items()}, params)
     for k in cpu:
@@ -342,7 +347,7 @@ def test_batched_path_equals_the_per_sample_cpu_path(monkeypatch):
 
     batch = random_batch(4, seed=12)
     t = paper_transform("early")
-    params = t.sample_params(4, torch.Generator().manual_seed(2))
+    params = varied(4, 2)
     want = t(batch, params)["image"]
     monkeypatch.setattr(T, "_CACHE_FRIENDLY_BYTES", 1 << 40)
     torch.testing.assert_close(Transform(PAPER_EARLY)(batch, params)["image"], want, rtol=1e-6, atol=1e-6)
@@ -354,8 +359,61 @@ def test_batched_path_equals_the_per_sample_cpu_path(monkeypatch):
 def test_any_channel_order():
     order = ("g", "NUV", "r", "i", "W1", "z", "y", "FUV", "W2")
     batch = random_batch(3, seed=13)
-    params = Transform(PAPER_EARLY).sample_params(3, torch.Generator().manual_seed(4))
+    params = varied(3, 4)
     mine = Transform(replace(PAPER_EARLY, channels=order))(batch, params)["image"]
     paper = Transform(PAPER_EARLY)(batch, params)["image"]
     for i, band in enumerate(order):
         torch.testing.assert_close(mine[:, i], paper[:, RELEASED_ORDER.index(band)], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_paper_preset_draws_one_angle_and_one_flip_pair_per_batch(fusion):
+    """The released augment_fn: one angle and one (hflip, vflip) pair for every image of a batch."""
+    t = paper_transform(fusion)
+    assert t.config.augment_per == "batch"
+    draws = [t.params_for({"aug_seed": torch.tensor(seed)}, 16) for seed in range(40)]
+    for p in draws:
+        assert p.angle_deg.unique().numel() == 1 and p.hflip.unique().numel() == 1 and p.vflip.unique().numel() == 1
+    # across batches the draws still vary: several angles, both states of each flip
+    assert len({float(p.angle_deg[0]) for p in draws}) == 40
+    assert {bool(p.hflip[0]) for p in draws} == {True, False} and {bool(p.vflip[0]) for p in draws} == {True, False}
+    # the same galaxy four times in a batch comes out four times the same (all surveys)
+    one = random_batch(1, seed=21)
+    batch = {s: v.expand(4, *v.shape[1:]).contiguous() for s, v in one.items()}
+    for seed in range(6):
+        out = t({**batch, "aug_seed": torch.tensor(seed)})
+        for key in ("image",) if fusion == "early" else ("galex", "ps1", "unwise"):
+            assert all(torch.equal(out[key][0], out[key][i]) for i in range(1, 4)), key
+    # per galaxy (the explicit option) the four copies differ
+    per_galaxy = Transform(replace(t.config, augment_per="galaxy"))
+    assert per_galaxy.params_for({"aug_seed": torch.tensor(0)}, 16).angle_deg.unique().numel() == 16
+    out = per_galaxy({**batch, "aug_seed": torch.tensor(0)})
+    key = "image" if fusion == "early" else "ps1"
+    assert not torch.equal(out[key][0], out[key][1])
+    with pytest.raises(MantisDataError, match="augment_per"):
+        replace(PAPER_EARLY, augment_per="sample")
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+@pytest.mark.parametrize("train", [True, False])
+def test_non_finite_pixels_are_zeroed_by_the_transform(fusion, train):
+    """NaN and +-inf straight from a user's array act as 0 flux (not as NaN, nor as a saturated GALEX pixel)."""
+    batch = random_batch(3, seed=22)
+    dirty = {s: v.clone() for s, v in batch.items()}
+    clean = {s: v.clone() for s, v in batch.items()}
+    rng = np.random.default_rng(5)
+    for s, v in dirty.items():
+        n = v.shape[-1]
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            lo, hi = n // 2 - 6, n // 2 + 6  # inside every crop
+            idx = (rng.integers(0, 3, 20), rng.integers(0, v.shape[1], 20), rng.integers(lo, hi, 20), rng.integers(lo, hi, 20))
+            v[idx] = bad
+            clean[s][idx] = 0.0
+    t = paper_transform(fusion, train=train)
+    for seed in (0, 1):
+        got = t({**dirty, "aug_seed": torch.tensor(seed)})
+        want = t({**clean, "aug_seed": torch.tensor(seed)})
+        for key in ("image",) if fusion == "early" else ("galex", "ps1", "unwise"):
+            assert torch.isfinite(got[key]).all(), key
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    assert torch.isnan(dirty["ps1"]).any()  # the caller's arrays are not modified

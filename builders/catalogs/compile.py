@@ -76,6 +76,8 @@ DEFAULT_PRIORITY: tuple[str, ...] = ("desi", "sdss", "deep2", "gama", "vipers", 
 
 DEC_MIN = -30.0
 MATCH_ARCSEC = 1.0
+TARGETING_COLUMNS: tuple[str, ...] = ("legacy_target1",)
+"""Targeting-bit columns of the survey tables kept in targets.parquet (SDSS legacy_target1: the MGS bits)."""
 Z_CONFLICT = 0.01
 
 
@@ -353,6 +355,9 @@ def compile_targets(
     targets = audit.loc[
         audit["accepted"].to_numpy(), ["target_id", "survey", "survey_objid", "ra", "dec", "z", "z_conflict", "n_duplicates"]
     ].reset_index(drop=True)
+    for name in TARGETING_COLUMNS:  # survey targeting bits, for sub-population benchmarks (nullable int64)
+        if name in audit:
+            targets[name] = pd.array(audit.loc[audit["accepted"].to_numpy(), name].to_numpy(dtype=np.float64), dtype="Int64")
     return targets, audit
 
 

@@ -1,7 +1,10 @@
 """SDSS DR17: the SpecObjAll query output (CSV as CasJobs exports it, or FITS).
 
 Layout: ``sdss/SpecObjAll.csv`` (one header line, comma-separated, SpecObjAll column names) or
-``sdss/SpecObjAll.fits`` (HDU 1). Columns used: ``COLUMNS``; ``z_noqso`` and ``z_person`` are optional.
+``sdss/SpecObjAll.fits`` (HDU 1). Columns used: ``COLUMNS``; ``z_noqso``, ``z_person`` and ``legacy_target1`` are optional.
+``legacy_target1`` (the SDSS-I/II PRIMTARGET bits, e.g. the Main Galaxy Sample's GALAXY 0x40) is kept in
+the targets table (float64 here, NaN where empty; exact, the bits are below 2**32) for sub-population
+benchmarks (``mantis_data.subpopulations``).
 
 Accept: zWarning == 0 and class == GALAXY. Redshift: z_person if set, else z_noqso if set, else z
 ("set" = finite and > 0), as the paper describes (its appendix on SDSS).
@@ -31,7 +34,7 @@ COLUMNS = {
     "class": "class",
 }
 REQUIRED = ("specObjID", "ra", "dec", "z", "zWarning", "class")
-OPTIONAL = ("z_noqso", "z_person")
+OPTIONAL = ("z_noqso", "z_person", "legacy_target1")
 QUALITY_COLUMNS = ("zWarning", "class")
 REASONS = ("unreadable_row", "zwarning", "class")
 """The reasons this reader gives, in the order it applies them."""
@@ -67,5 +70,9 @@ def read(path: str | Path) -> pd.DataFrame:
         parsed["dec"],
         z,
         reason,
-        extra={"zWarning": parsed["zwarning"], "class": shared_strings(cls)},
+        extra={
+            "zWarning": parsed["zwarning"],
+            "class": shared_strings(cls),
+            "legacy_target1": parse_float(raw, "legacy_target1", reason, required=False),
+        },
     )

@@ -57,6 +57,7 @@ from .sky import DEC_LIMIT, PATCHES, MockSky, angular_separation_deg
 SDSS_COLUMNS: tuple[str, ...] = (
     "specObjID", "ra", "dec", "z", "zErr", "zWarning", "class", "subClass", "z_noqso", "zErr_noqso",
     "zWarning_noqso", "z_person", "class_person", "plate", "mjd", "fiberID", "survey", "programname",
+    "legacy_target1",
 )
 """Columns of the SDSS SpecObjAll CSV, in file order."""
 
@@ -81,6 +82,12 @@ Z_PERSON_RATE = 0.02  # clean SDSS rows whose z_person is set (and differs from 
 Z_NOQSO_RATE = 0.03  # clean BOSS/eBOSS rows whose z_noqso differs from z
 
 DESI_HEALPIX_NSIDE = 64
+
+# SDSS-I/II PRIMTARGET (legacy_target1) bits: QSO_CAP, QSO_SKIRT, GALAXY_RED, GALAXY, GALAXY_BIG,
+# GALAXY_BRIGHT_CORE, STAR_BHB, SERENDIP_BLUE
+_QSO_CAP, _QSO_SKIRT, _GALAXY_RED, _GALAXY, _GALAXY_BIG, _GALAXY_BRIGHT_CORE = 0x2, 0x4, 0x20, 0x40, 0x80, 0x100
+_STAR_BHB, _SERENDIP_BLUE = 0x2000, 0x100000
+MGS_RATE = 0.88  # legacy-program galaxies targeted as Main Galaxy Sample (the rest: LRG or serendipity)
 
 _SDSS_PROGRAMS = {
     # survey, programname, plate range, mjd range, max fiber, run2d code
@@ -145,6 +152,23 @@ def healpix_nest(nside: int, ra_deg, dec_deg) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _legacy_bits(spec_obj_id: int, program: str, cls: str) -> int:
+    """SDSS legacy_target1 of one spectrum: MGS bits for most legacy galaxies, 0 outside the legacy program.
+
+    Drawn from the spectrum's own id, so adding the column changes no other random draw of the mock.
+    """
+    if program != "legacy":
+        return 0  # BOSS / eBOSS plates: targeted through boss_target1 / eboss_target1
+    u = np.random.default_rng([spec_obj_id % 2**63, 0x7A26]).random(3)
+    if cls == "QSO":
+        return _QSO_CAP | (_QSO_SKIRT if u[0] < 0.3 else 0)
+    if cls == "STAR":
+        return _STAR_BHB if u[0] < 0.5 else _SERENDIP_BLUE
+    if u[0] < MGS_RATE:
+        return _GALAXY | (_GALAXY_BIG if u[1] < 0.04 else 0) | (_GALAXY_BRIGHT_CORE if u[2] < 0.03 else 0)
+    return _GALAXY_RED if u[0] < MGS_RATE + 0.08 else _SERENDIP_BLUE
 
 
 def _count(rate: float, pool: int, minimum: int = 1) -> int:
@@ -346,11 +370,12 @@ class _Rows:
             zp = 0.0 if u < 0.9 else (-1.0 if u < 0.97 else "")
             class_person = 0
         z_expected = {"z": z, "z_noqso": zn, "z_person": zp}[z_source]
+        legacy_target1 = _legacy_bits(sid, program, cls)
         values = {
             "specObjID": sid, "ra": ra, "dec": dec, "z": z, "zErr": zerr, "zWarning": zwarning, "class": cls,
             "subClass": subclass, "z_noqso": zn, "zErr_noqso": zn_err, "zWarning_noqso": zn_warn,
             "z_person": zp, "class_person": class_person, "plate": plate, "mjd": mjd, "fiberID": fiber,
-            "survey": survey, "programname": programname,
+            "survey": survey, "programname": programname, "legacy_target1": legacy_target1,
         }
         row = {
             "values": values, "malformed": malformed, "survey": "sdss", "survey_objid": str(sid),

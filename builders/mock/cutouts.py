@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from mantis_data._io import atomic_write_bytes
-from mantis_data.bands import LEGACY_SURVEY_LAYERS, SURVEYS, band, ps1_zero_point
+from mantis_data.bands import LEGACY_SURVEY_LAYERS, SURVEYS, band, ps1_zero_point, zero_point
 from mantis_data.cutouts.layout import cutout_path
 from mantis_data.errors import InputDataError
 
@@ -313,7 +313,7 @@ def _legacy_bytes(scene: _Scene, survey_name: str, size: int, pixscale: float) -
         for k, name in enumerate(order):
             b = band(name)
             offset = s.ab_minus_vega[s.bands.index(name)]
-            zp = s.zero_point + offset  # AB zero point of the stored (possibly Vega) nanomaggies
+            zp = zero_point(name) + offset  # AB zero point of the stored unit (GALEX counts/s, unWISE Vega nmgy)
             fwhm = PSF_FWHM_ARCSEC[name]
             rng = np.random.default_rng(_noise_seed(scene.sky, scene.ra, scene.dec, f"{survey_name}:{name}:{size}"))
             img = rng.standard_normal((size, size), dtype=np.float32)
@@ -347,7 +347,8 @@ def render_legacy(
     """A Legacy Survey viewer fits-cutout response (bytes) for layer 'galex' or 'unwise-neo7' at (ra, dec) deg.
 
     One float32 cube (2, size, size) in the service's band order (GALEX: NUV, FUV; unWISE: W1, W2) named by
-    BAND0/BAND1; nanomaggies (GALEX AB, unWISE Vega); ``pixscale`` arcsec/px defaults to bands.py's.
+    BAND0/BAND1; GALEX in counts/s (AB zero points FUV 18.82, NUV 20.08, as the viewer's background-subtracted
+    intensity maps), unWISE in Vega nanomaggies; ``pixscale`` arcsec/px defaults to bands.py's.
     GALEX has exact zeros where it has no coverage.
     """
     if layer not in _LAYER_TO_SURVEY:

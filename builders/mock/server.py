@@ -1,6 +1,7 @@
 """A loopback HTTP server that serves the mock sky behind the real cutout services' paths and parameters.
 
-    GET /cgi-bin/ps1filenames.py?ra=&dec=&filters=grizy     Pan-STARRS file table (empty: no coverage)
+    GET /cgi-bin/ps1filenames.py?ra=&dec=&filters=grizy&type=stack     Pan-STARRS file table (empty: no
+        coverage); type=stack is required (400 without it), so a client that relies on the default shows
     GET /cgi-bin/fitscut.cgi?red=<filename>&ra=&dec=&size=&format=fits     one band, render_ps1 bytes
     GET /viewer/fits-cutout?ra=&dec=&layer=galex|unwise-neo7&pixscale=&size=     render_legacy bytes
 
@@ -286,6 +287,8 @@ class MockServer:
             filters = q.get("filters", "grizy") or "grizy"
             if any(f not in "grizy" for f in filters):
                 raise _BadRequest(f"bad filters={filters!r}")
+            if q.get("type") != "stack":
+                raise _BadRequest(f"type={q.get('type')!r}: the mock serves stacks only and requires type=stack")
             key = request_key("filenames", q["ra"], q["dec"])
             return "filenames", key, lambda: self._filenames_body(ra, dec, filters, q["ra"], q["dec"])
         if path == f"{PS1_PREFIX}/fitscut.cgi":

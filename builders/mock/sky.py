@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.spatial import cKDTree
 
-from mantis_data.bands import BANDS, SURVEYS, band, ps1_zero_point
+from mantis_data.bands import BANDS, SURVEYS, band, ps1_zero_point, zero_point
 
 # ---------------------------------------------------------------------------------------------
 # Sky layout
@@ -441,7 +441,7 @@ class MockSky:
     def band_fluxes(self) -> dict[str, np.ndarray]:
         """Total flux of every galaxy per band in the survey's stored unit.
 
-        GALEX: AB nanomaggy (zero point 22.5); unWISE: Vega nanomaggy (22.5, AB - Vega from bands.py);
+        GALEX: counts/s (AB zero points FUV 18.82, NUV 20.08); unWISE: Vega nanomaggy (22.5, AB - Vega from bands.py);
         Pan-STARRS: stack counts at the EXPTIME of the galaxy's own position (zero point 25 + 2.5 log10 EXPTIME).
         """
         mags = self.band_mags_ab()
@@ -453,7 +453,7 @@ class MockSky:
                 out[b.name] = 10 ** (-0.4 * (mags[b.name] - zp))
             else:
                 offset = s.ab_minus_vega[s.bands.index(b.name)]
-                out[b.name] = 10 ** (-0.4 * (mags[b.name] - offset - s.zero_point))
+                out[b.name] = 10 ** (-0.4 * (mags[b.name] - offset - zero_point(b.name)))
         return out
 
     def random_positions(self, n: int, seed: int, *, north_of: float | None = DEC_LIMIT) -> tuple[np.ndarray, np.ndarray]:

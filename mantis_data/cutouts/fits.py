@@ -171,7 +171,9 @@ def service_band_order(header: fits.Header, n: int, name: str = "<bytes>") -> li
 def read_legacy_cube(
     data: bytes, survey: str, name: str = "<bytes>", size: int | None = None
 ) -> tuple[np.ndarray, fits.Header]:
-    """A Legacy Survey viewer cube ('galex' or 'unwise'): float32 (2, size, size) nanomaggies in bands.py order.
+    """A Legacy Survey viewer cube ('galex' or 'unwise'): float32 (2, size, size) in bands.py order.
+
+    Units as served (bands.py): GALEX counts/s, unWISE Vega nanomaggies.
 
     Planes are reordered from the service's order using the BANDn header keys.
     """

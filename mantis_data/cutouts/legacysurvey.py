@@ -55,7 +55,7 @@ class LegacySurveyClient:
         self.max_offset_px = float(max_offset_px)
 
     def validate(self, body: bytes, survey: str, ra: float, dec: float, name: str = "<response>") -> np.ndarray:
-        """The cube float32 (2, 32, 32) nanomaggies in bands.py order of a viewer reply, or InvalidResponse."""
+        """The cube float32 (2, 32, 32) in bands.py order (units: bands.py) of a viewer reply, or InvalidResponse."""
         try:
             cube, header = read_legacy_cube(body, survey, name=name)
         except CutoutError as exc:

@@ -1,6 +1,7 @@
 """Pan-STARRS DR2 3pi stack cutouts from ps1images.stsci.edu.
 
-Per target: one ``ps1filenames.py`` request (ra, dec, filters=grizy) lists the stack file of each band
+Per target: one ``ps1filenames.py`` request (ra, dec, filters=grizy, type=stack: asked explicitly, as the
+released code does, rather than relying on the service's default) lists the stack file of each band
 (a whitespace table ``projcell subcell ra dec filter mjd type filename shortname badflag``; an empty table
 means no Pan-STARRS coverage), then one ``fitscut.cgi`` request per band (red=<filename>, ra, dec,
 size=170, format=fits). Each cutout is validated before it is used or cached: it parses as FITS (not an
@@ -38,6 +39,8 @@ FILENAMES_COLUMNS = ("projcell", "subcell", "ra", "dec", "filter", "mjd", "type"
 """Header of the ps1filenames.py table."""
 
 PS1_BANDS = SURVEYS["ps1"].bands
+IMAGE_TYPE = "stack"
+"""The Pan-STARRS image type requested from ps1filenames.py (``type=stack``): the 3pi stacks."""
 
 
 def parse_filenames(body: bytes) -> dict[str, str]:
@@ -52,12 +55,13 @@ def parse_filenames(body: bytes) -> dict[str, str]:
         what = "an HTML page" if head.startswith(("<!doctype", "<html")) or "<html" in head else repr(text[:40])
         raise InvalidResponse(f"unreadable: ps1filenames reply is not the file table ({what})")
     header = lines[0]
-    i_filter, i_name = header.index("filter"), header.index("filename")
+    i_filter, i_name, i_type = header.index("filter"), header.index("filename"), header.index("type")
     out: dict[str, str] = {}
     for row in lines[1:]:
         if len(row) != len(header):
             raise InvalidResponse(f"unreadable: ps1filenames row with {len(row)} fields, expected {len(header)}")
-        out.setdefault(row[i_filter], row[i_name])
+        if row[i_type] == IMAGE_TYPE:  # a warp or other image type is never used
+            out.setdefault(row[i_filter], row[i_name])
     return out
 
 
@@ -84,7 +88,12 @@ class PS1Client:
 
     def filenames(self, ra: float, dec: float) -> tuple[dict[str, str], int]:
         """(stack filename per band, attempts) at (ra, dec) degrees; {} where Pan-STARRS has no coverage."""
-        params = {"ra": format_coordinate(ra), "dec": format_coordinate(dec), "filters": "".join(PS1_BANDS)}
+        params = {
+            "ra": format_coordinate(ra),
+            "dec": format_coordinate(dec),
+            "filters": "".join(PS1_BANDS),
+            "type": IMAGE_TYPE,
+        }
         names, attempts = self.client.get(
             f"{self.base_url}/{FILENAMES_SCRIPT}", params, lambda body, headers: parse_filenames(body)
         )
