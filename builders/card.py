@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -20,7 +19,7 @@ from mantis_data.schema import (
     webdataset_features,
 )
 
-from .io import atomic_path, atomic_write_bytes
+from .io import atomic_write_bytes
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card.md"
 
@@ -171,47 +170,18 @@ def split_stats(files: dict[str, dict], fmt: str) -> dict[str, dict[str, tuple[i
 
 
 def plot_redshifts(release_targets: pd.DataFrame, path: Path) -> None:
-    """PNG: redshift histogram per survey of the release's samples."""
-    import matplotlib
+    """PNG: the release's redshift distribution, all samples then one panel per survey (mantis_data.plots)."""
+    from mantis_data.plots import redshift_histograms
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    bins = np.linspace(0, 1.6, 81)
-    for survey, part in release_targets.groupby("survey"):
-        ax.hist(part["z"], bins=bins, histtype="step", lw=1.5, label=f"{survey} ({len(part)})")
-    ax.set_xlabel("spectroscopic redshift z")
-    ax.set_ylabel("galaxies per 0.02")
-    ax.legend()
-    ax.set_title("Mantis Shrimp: redshift distribution per survey")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
+    redshift_histograms(release_targets["z"].to_numpy(), release_targets["survey"].to_numpy(), path)
 
 
 def plot_sky(release_targets: pd.DataFrame, path: Path) -> None:
-    """PNG: sky positions (Mollweide, RA increasing to the left) coloured by survey."""
-    import matplotlib
+    """PNG: the release's sky density, HEALPix counts per deg^2, all samples then per survey (mantis_data.plots)."""
+    from mantis_data.plots import sky_density
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(8, 4.5), dpi=100)
-    ax = fig.add_subplot(111, projection="mollweide")
-    for survey, part in release_targets.groupby("survey"):
-        ra = np.radians(part["ra"].to_numpy())
-        ra = np.where(ra > np.pi, ra - 2 * np.pi, ra)
-        ax.scatter(-ra, np.radians(part["dec"].to_numpy()), s=1, label=survey)
-    ax.set_xticklabels([f"{d}°" for d in (150, 120, 90, 60, 30, 0, 330, 300, 270, 240, 210)])
-    ax.grid(True, lw=0.3)
-    ax.legend(loc="lower right", fontsize=8, markerscale=5)
-    ax.set_title("Mantis Shrimp: sky distribution (ICRS)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
+    sky_density(release_targets["ra"].to_numpy(), release_targets["dec"].to_numpy(),
+                release_targets["survey"].to_numpy(), path)
 
 
 def write_cards(

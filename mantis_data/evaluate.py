@@ -302,9 +302,7 @@ def evaluate(
         "zhat_vs_ztrue": "zhat_vs_ztrue.png",
         "metrics_by_redshift": "metrics_by_redshift.png",
     }
-    _plot_pit(out_dir / plots["pit_histogram"], terms.pit, rows[0], preds.survey)
-    _plot_zhat(out_dir / plots["zhat_vs_ztrue"], preds, terms, outlier_threshold, n_intervals, seed)
-    _plot_by_redshift(out_dir / plots["metrics_by_redshift"], [r for r in rows if r.name in z_masks], z_edges)
+    _draw_plots(out_dir, plots, preds, terms, rows, z_masks, z_edges, outlier_threshold, n_intervals, seed)
 
     report = {
         "format": REPORT_FORMAT,
@@ -378,111 +376,20 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write_text(text, path)
 
 
-def _figure(*args, **kwargs):
-    """A matplotlib Figure rendered by Agg, without pyplot's global state."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise InputDataError(
-            "the evaluation plots need matplotlib: pip install 'mantis-data[build]'"
-        ) from exc
-    fig = Figure(*args, **kwargs)
-    FigureCanvasAgg(fig)
-    return fig
+def _draw_plots(out_dir, plots, preds, terms, rows, z_masks, z_edges, threshold, n_intervals, seed) -> None:
+    """The report's three PNGs (mantis_data.plots)."""
+    from . import plots as figures
 
-
-def _save(fig, path: Path) -> None:
-    """Save a figure as PNG atomically."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-
-
-def _plot_pit(path: Path, pit_values: np.ndarray, row: MetricsRow, survey: np.ndarray | None) -> None:
-    """pit_histogram.png: PIT density (1 when calibrated), all galaxies and, if given, each survey."""
-    fig = _figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    counts, edges = pit_histogram(pit_values, PIT_BINS)
-    density = counts / max(counts.sum(), 1) * PIT_BINS
-    ax.bar(
-        edges[:-1], density, width=np.diff(edges), align="edge", color="0.75", edgecolor="0.4", label="all"
-    )
-    if survey is not None:
-        names = sorted(set(survey.tolist()))
-        if 1 < len(names) <= 10:
-            for name in names:
-                c, _ = pit_histogram(pit_values[survey == name], PIT_BINS)
-                ax.stairs(c / max(c.sum(), 1) * PIT_BINS, edges, label=name)
-    ax.axhline(1.0, color="k", lw=1)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("PIT = CDF(z true)")
-    ax.set_ylabel("density (1 = calibrated)")
-    ax.set_title(f"PIT, {row.n:,} galaxies; KS distance {row.pit_ks.format()}")
-    ax.legend(fontsize="small")
-    _save(fig, path)
-
-
-def _plot_zhat(path: Path, preds: Predictions, terms, threshold: float, n_intervals: int, seed: int) -> None:
-    """zhat_vs_ztrue.png: density of (z true, z hat), the outlier bounds and a random sample's 90% intervals."""
-    from matplotlib.colors import LogNorm
-
-    fig = _figure(figsize=(6, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    zmax = max(1.6, float(np.max(preds.z, initial=0.0)))
-    bins = np.linspace(0, zmax, 161)
-    h, xe, ye = np.histogram2d(terms.z_true, terms.z_hat, bins=[bins, bins])
-    if h.max() > 0:
-        mesh = ax.pcolormesh(xe, ye, h.T, norm=LogNorm(vmin=1, vmax=h.max()), cmap="Greys", rasterized=True)
-        fig.colorbar(mesh, ax=ax, label="galaxies per cell")
-    zz = np.linspace(0, zmax, 2)
-    ax.plot(zz, zz, color="tab:blue", lw=1, label="z hat = z")
-    ax.plot(zz, zz - threshold * (1 + zz), color="tab:blue", lw=0.8, ls="--", label=f"|r| = {threshold:g}")
-    ax.plot(zz, zz + threshold * (1 + zz), color="tab:blue", lw=0.8, ls="--")
+    figures.pit_histogram(terms.pit, preds.survey, out_dir / plots["pit_histogram"], bins=PIT_BINS,
+                          ks_text=rows[0].pit_ks.format() if rows else None)
     k = min(int(n_intervals), preds.n)
+    intervals = None
     if k > 0:
         idx = np.sort(np.random.default_rng(seed).choice(preds.n, size=k, replace=False))
         lo, hi = credible_interval(np.asarray(preds.pmf[idx]), INTERVAL_LEVEL)
-        ax.vlines(terms.z_true[idx], lo, hi, color="tab:red", lw=0.8, alpha=0.7)
-        ax.plot(
-            terms.z_true[idx],
-            terms.z_hat[idx],
-            "o",
-            ms=2.5,
-            color="tab:red",
-            label=f"{k} random galaxies, {INTERVAL_LEVEL:.0%} interval",
-        )
-    ax.set_xlim(0, zmax)
-    ax.set_ylim(0, zmax)
-    ax.set_xlabel("z true (spectroscopic)")
-    ax.set_ylabel("z hat (PMF expectation)")
-    ax.legend(loc="upper left", fontsize="small")
-    _save(fig, path)
-
-
-def _plot_by_redshift(path: Path, rows: list[MetricsRow], edges) -> None:
-    """metrics_by_redshift.png: NMAD, bias, eta and CDE loss per redshift range, with bootstrap errors."""
-    fig = _figure(figsize=(9, 6), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True).ravel()
-    edges = np.asarray(edges, dtype=np.float64)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    half = 0.5 * np.diff(edges)
-    panels = [
-        ("nmad", 1e-2, "NMAD (×10⁻²)"),
-        ("bias", 1e-2, "bias (×10⁻²)"),
-        ("outlier_fraction", 1.0, f"η (%, |r| > {rows[0].outlier_threshold:g})" if rows else "η (%)"),
-        ("cde_loss", 1.0, "CDE loss"),
-    ]
-    for ax, (name, scale, label) in zip(axes, panels, strict=True):
-        v = np.array([getattr(r, name).value for r in rows], dtype=float) / scale
-        e = np.array([getattr(r, name).error for r in rows], dtype=float) / scale
-        ok = np.array([r.n > 0 for r in rows], dtype=bool)
-        ax.errorbar(centres[ok], v[ok], xerr=half[ok], yerr=np.nan_to_num(e[ok]), fmt="o", ms=3, capsize=2)
-        if name == "bias":
-            ax.axhline(0.0, color="k", lw=0.8)
-        ax.set_ylabel(label)
-    for ax in axes[2:]:
-        ax.set_xlabel("z true")
-    _save(fig, path)
+        intervals = (idx, lo, hi, INTERVAL_LEVEL)
+    figures.zhat_vs_z(terms.z_true, terms.z_hat, out_dir / plots["zhat_vs_ztrue"], threshold, intervals=intervals)
+    figures.metrics_by_redshift([r for r in rows if r.name in z_masks], z_edges, out_dir / plots["metrics_by_redshift"])
 
 
 # --------------------------------------------------------------------------------------------------

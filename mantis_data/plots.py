@@ -169,10 +169,12 @@ def zhat_vs_z(
     path: str | Path,
     outlier_threshold: float,
     z_max: float = Z_MAX,
+    intervals: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
 ) -> Path:
     """z_hat vs z PNG: log-scaled 2-D density of the inliers, outliers (|r| > threshold) drawn as points.
 
-    r = (z_hat - z) / (1 + z); the dashed lines are |r| = threshold.
+    r = (z_hat - z) / (1 + z); the dashed lines are |r| = threshold. ``intervals``: (indices, low, high,
+    level) of a random sample of galaxies whose credible intervals are drawn as vertical bars.
     """
     from matplotlib.colors import LogNorm
 
@@ -199,6 +201,11 @@ def zhat_vs_z(
                             cmap="Reds", rasterized=True)
         fig.colorbar(red, ax=ax, shrink=0.82, label="outlier galaxies per cell")
         ax.plot([], [], "s", color="tab:red", label=label)
+    if intervals is not None and len(intervals[0]):
+        idx, lo, hi, level = intervals
+        ax.vlines(z[idx], lo, hi, color="tab:orange", lw=0.7, alpha=0.8)
+        ax.plot(z[idx], z_hat[idx], "o", ms=2.5, color="tab:orange",
+                label=f"{len(idx)} random galaxies, {level:.0%} interval")
     zz = np.array([0.0, top])
     ax.plot(zz, zz, color="k", lw=0.8, label="z hat = z")
     ax.plot(zz, zz - outlier_threshold * (1 + zz), color="k", lw=0.6, ls="--")
