@@ -234,8 +234,8 @@ def load_calibrator(calibrator):
                              "(or give the folder of the released calpit_checkpoint.pt, calpit_mean.npy, calpit_std.npy)")
     try:
         return Calibrator.load(folder)
-    except MantisDataError:
-        raise
+    except MantisDataError as exc:
+        raise InputDataError(f"--calibrator {folder}: {exc}; make one with 'mantis-data calibrate fit'") from None
     except (OSError, KeyError, ValueError) as exc:
         raise InputDataError(f"--calibrator {folder} is not a CalPIT folder ({type(exc).__name__}: {exc}); "
                              "make one with 'mantis-data calibrate fit'") from None

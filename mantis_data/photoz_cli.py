@@ -1,8 +1,12 @@
 """``mantis-data photoz`` (one coordinate, or a CSV of them) and ``mantis-data serve`` (the web app).
 
     mantis-data photoz --ra 150.1 --dec 2.2 --checkpoint best_early.pt [--png photoz.png --json photoz.json]
-    mantis-data photoz --coords coords.csv --out preds.parquet --checkpoint best_early.pt
-    mantis-data serve --checkpoint best_early.pt [--host 127.0.0.1 --port 8000]
+                       [--calibrator CALPIT/] [--explain]
+    mantis-data photoz --coords coords.csv --out preds.parquet --checkpoint best_early.pt [--calibrator CALPIT/]
+    mantis-data serve --checkpoint best_early.pt [--calibrator CALPIT/] [--host 127.0.0.1 --port 8000]
+
+``--calibrator`` adds the CalPIT-recalibrated PMF beside the raw one (in batch mode as a second predictions
+file, ``<out stem>.calibrated.parquet``); ``--explain`` the band importance of the one galaxy.
 
 Batch mode (``--coords``) is resumable: each chunk of coordinates is written, atomically, as a part file
 in ``<out>.parts/`` when it is done; a rerun skips the coordinates already in a part (their cutouts are in

@@ -187,7 +187,8 @@ def test_cli_single_and_batch(world, tmp_path, capsys):
         np.testing.assert_allclose(calp.pmf[i], expected_calibrated(cal, x), atol=1e-6)
     # a rerun without --calibrator on the same parts is refused; --explain in batch mode, a bad folder: exit 2
     for extra, text in (([], "written with --calibrator"), (["--calibrator", str(cal), "--explain"], "--explain works on one"),
-                        (["--calibrator", str(tmp_path / "nope")], "is not a folder")):
+                        (["--calibrator", str(tmp_path / "nope")], "is not a folder"),
+                        (["--calibrator", str(tmp_path)], "calpit_mean.npy not found")):
         rc = main(["photoz", "--coords", str(csv), "--out", str(out_p), *common, "--no-progress", *extra])
         err = capsys.readouterr().err
         assert rc == 2 and text in err and "Traceback" not in err, (extra, err)
