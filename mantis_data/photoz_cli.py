@@ -85,9 +85,9 @@ def format_result(r) -> str:
         if r.explanation is not None:
             e = r.explanation
             lines.append(f"  band importance (exact Shapley, V(all) = {e['v_all']:.6f}, V(none) = {e['v_none']:.6f}):")
-            lines.append("    band   " + " ".join(f"{b:>8}" for b in e["shapley"]))
-            lines.append("    Shapley" + " ".join(f"{v:+8.4f}" for v in e["shapley"].values()))
-            lines.append("    MM-SHAP" + " ".join(f"{v:8.3f}" for v in e["mm_shap"].values()))
+            lines.append("    band   " + " ".join(f"{b:>9}" for b in e["shapley"]))
+            lines.append("    Shapley" + " ".join(f"{v:+9.5f}" for v in e["shapley"].values()))
+            lines.append("    MM-SHAP" + " ".join(f"{v:9.3f}" for v in e["mm_shap"].values()))
             lines.append("    surveys: " + ", ".join(f"{s} {v:+.4f} (MM-SHAP {e['survey_mm_shap'][s]:.3f})"
                                                     for s, v in e["survey_shapley"].items()))
     flags = [k for k in ("no_galex_coverage", "below_dec_-30", "outside_ps1") if r.flags.get(k)]

@@ -165,7 +165,7 @@ def test_cli_single_and_batch(world, tmp_path, capsys):
     assert f"calibrated (CalPIT): z = {out['calibrated']['z_mean']:.6f}" in stdout
     e = out["explanation"]
     assert abs(sum(e["shapley"].values()) - (e["v_all"] - e["v_none"])) < 1e-6
-    assert "Shapley" in stdout and "MM-SHAP" in stdout and f"{e['shapley']['g']:+8.4f}" in stdout
+    assert "Shapley" in stdout and "MM-SHAP" in stdout and f"{e['shapley']['g']:+9.5f}" in stdout
     assert png_width(png.read_bytes()) > 1500  # cutouts, PMFs, band importance
 
     # batch mode: a second predictions file with the calibrated PMFs, read by mantis-data evaluate as it is
