@@ -42,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mantis_data.loaders import _split_shards, _tar_index, make_loader, to_device  # noqa: E402
+from mantis_data.loading import make_loader, to_device  # noqa: E402
+from mantis_data.loading.shards import split_shards  # noqa: E402
+from mantis_data.loading.tar import shard_index  # noqa: E402
 from mantis_data.release import PARQUET_DIR, open_release  # noqa: E402
 from mantis_data.schema import IMAGE_FIELDS, IMAGE_SHAPES  # noqa: E402
 from mantis_data.transforms import paper_transform  # noqa: E402
@@ -104,8 +106,8 @@ def _memmap_worker(spans, batch_size, seconds, barrier, queue) -> None:
 
 def bench_memmap(root: Path, split: str, batch_size: int, workers: int, seconds: float) -> tuple[float, float]:
     """(a): (samples/s, CPU s/sample) of ``workers`` processes copying the image bytes out of memmapped tar shards."""
-    shards = _split_shards(str(root), open_release(root).manifest, False, "webdataset", split)
-    spans = [(s.location, _tar_index(s).offsets[i].tolist()) for s in shards for i in range(s.samples)]
+    shards = split_shards(str(root), open_release(root).manifest, False, "webdataset", split)
+    spans = [(s.location, shard_index(s).offsets[i].tolist()) for s in shards for i in range(s.samples)]
     rng = np.random.default_rng(0)
     spans = [spans[i] for i in rng.permutation(len(spans))]
     ctx = mp.get_context("fork")
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_CACHE", hf_cache)
     root = args.release or build_release(args.n)
     release = open_release(root)
-    shards = _split_shards(str(release.root), release.manifest, False, "webdataset", args.split)
+    shards = split_shards(str(release.root), release.manifest, False, "webdataset", args.split)
     n = sum(s.samples for s in shards)
     tar_mb = sum(os.path.getsize(s.location) for s in shards) / 2**20
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from mantis_data.errors import MantisDataError
-from mantis_data.loaders import make_loader, to_device
+from mantis_data.loading import make_loader, to_device
 from mantis_data.metrics import galaxy_terms, nmad, outlier_fraction
 from mantis_data.models import BAND_CHOICES, ModelConfig, build_model, model_inputs, parameter_count
 from mantis_data.transforms import PAPER_EARLY, PAPER_LATE, Transform

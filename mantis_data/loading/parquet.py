@@ -1,0 +1,117 @@
+"""Parquet shards: memory-mapped files decoded one row group at a time into an LRU cache."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..errors import ReleaseError
+from ..schema import IMAGE_DTYPE, IMAGE_SHAPES
+from .shards import EBV_FIELDS, Shard
+
+
+def _array3d_values(col, n: int, field: str, path: str) -> np.ndarray:
+    """(n, *shape) float32 view of an Array3D (or nested list) column's values buffer, zero-copy."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    vals = arr
+    for _ in range(3):
+        if vals.null_count:
+            raise ReleaseError(f"{path}: column {field} has null images (corrupt shard?)")
+        vals = vals.flatten()
+    expected = n * int(np.prod(IMAGE_SHAPES[field]))
+    if len(vals) != expected:
+        raise ReleaseError(f"{path}: column {field} holds {len(vals)} values for {n} rows, expected {expected}")
+    out = vals.to_numpy(zero_copy_only=True)
+    if out.dtype != IMAGE_DTYPE:
+        raise ReleaseError(f"{path}: column {field} is {out.dtype}, expected float32")
+    return out.reshape(n, *IMAGE_SHAPES[field])
+
+
+class ParquetReader:
+    """Memory-mapped Parquet shards of a split, decoded one row group at a time into an LRU cache."""
+
+    def __init__(self, shards: list[Shard], cache_row_groups: int):
+        import pyarrow.parquet as pq
+
+        self.shards = shards
+        self.cache_row_groups = max(1, int(cache_row_groups))
+        sizes: list[int] = []
+        self.unit_shard: list[int] = []
+        self.unit_rg: list[int] = []
+        for i, shard in enumerate(shards):
+            try:
+                meta = pq.ParquetFile(shard.location, memory_map=True).metadata
+            except Exception as exc:  # pyarrow raises several types for corrupt files
+                raise ReleaseError(f"{shard.location}: not a readable Parquet shard ({exc}); re-download it") from exc
+            if meta.num_rows != shard.samples:
+                raise ReleaseError(f"{shard.location}: holds {meta.num_rows} rows, the manifest says {shard.samples}")
+            for rg in range(meta.num_row_groups):
+                sizes.append(meta.row_group(rg).num_rows)
+                self.unit_shard.append(i)
+                self.unit_rg.append(rg)
+        self.unit_sizes = np.asarray(sizes, dtype=np.int64)
+        self.unit_starts = np.concatenate([[0], np.cumsum(self.unit_sizes)]).astype(np.int64)
+        self._files: dict[int, Any] = {}
+        self._cache: OrderedDict = OrderedDict()
+        self._pid = os.getpid()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"], state["_cache"], state["_pid"] = {}, OrderedDict(), -1
+        return state
+
+    def _file(self, shard_id: int):
+        import pyarrow.parquet as pq
+
+        if self._pid != os.getpid():
+            self._files, self._cache, self._pid = {}, OrderedDict(), os.getpid()
+        f = self._files.get(shard_id)
+        if f is None:
+            path = self.shards[shard_id].location
+            try:
+                f = pq.ParquetFile(path, memory_map=True)
+            except Exception as exc:
+                raise ReleaseError(f"{path}: not a readable Parquet shard ({exc}); re-download it") from exc
+            self._files[shard_id] = f
+        return f
+
+    def unit(self, u: int, images: tuple[str, ...]) -> dict:
+        """Decoded row group ``u`` (global row-group number): arrays per image field, z, ebv, keys."""
+        key = (u, images)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        shard_id, rg = self.unit_shard[u], self.unit_rg[u]
+        path = self.shards[shard_id].location
+        try:
+            table = self._file(shard_id).read_row_group(
+                rg, columns=["target_id", *images, "z", *EBV_FIELDS], use_threads=False
+            )
+        except ReleaseError:
+            raise
+        except Exception as exc:
+            raise ReleaseError(f"{path}: cannot decode row group {rg} ({exc}); the shard is corrupt, re-download it") from exc
+        n = table.num_rows
+        out = {f: _array3d_values(table.column(f), n, f, path) for f in images}
+        out["z"] = table.column("z").to_numpy().astype(np.float64, copy=False)
+        out["ebv"] = np.stack(
+            [table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in EBV_FIELDS], axis=1
+        )
+        out["keys"] = table.column("target_id").to_pylist()
+        self._cache[key] = out
+        while len(self._cache) > self.cache_row_groups:
+            self._cache.popitem(last=False)
+        return out
+
+    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row group, row within it) of global indices."""
+        u = np.searchsorted(self.unit_starts, idx, side="right") - 1
+        return u, idx - self.unit_starts[u]
