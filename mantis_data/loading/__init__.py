@@ -60,6 +60,7 @@ flux (or what the ``transform`` makes of them, e.g. ``image`` (B,9,120,120)); ``
 """
 
 from .batch import to_device
+from .config import FORMATS, VERIFY_MODES, LoaderConfig
 from .loader import MantisLoader, make_loader
 from .mapstyle import BatchRequest, ParquetDataset, PlanSampler
 from .plan import ORDERS
@@ -69,7 +70,10 @@ from .stream import WebDatasetStream
 
 __all__ = [
     "ORDERS",
+    "FORMATS",
+    "VERIFY_MODES",
     "BatchRequest",
+    "LoaderConfig",
     "MantisLoader",
     "ParquetDataset",
     "PlanSampler",

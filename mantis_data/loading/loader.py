@@ -12,12 +12,13 @@ import torch.utils.data as tud
 from ..errors import MantisDataError
 from ..redshift import redshift_class
 from .batch import SlotBatch, SlotPool
+from .config import LoaderConfig
 from .mapstyle import ParquetDataset, PlanSampler
 from .plan import (
     DEFAULT_PARQUET_SHUFFLE_BUFFER,
     DEFAULT_SHUFFLE_BUFFER,
-    PAPER_BATCHES_PER_EPOCH,
     Plan,
+    Positioned,
     default_drop_last,
 )
 from .seeds import dist_info
@@ -37,11 +38,12 @@ class MantisLoader:
     """
 
     def __init__(self, dataset, loader: tud.DataLoader, sampler: PlanSampler | None, info: dict,
-                 pool: SlotPool | None = None):
+                 pool: SlotPool | None = None, config: LoaderConfig | None = None):
         self.dataset = dataset
         self.loader = loader
         self.sampler = sampler
         self.info = info
+        self.config = config
         self.pool = pool
         self.epoch = 0
         self._start = 0
@@ -49,11 +51,8 @@ class MantisLoader:
         self._lent: list[tuple[int, int, list]] = []
         self._live = None  # the running DataLoader iterator, which continues from epoch to epoch
         self._live_at: tuple[int, int] | None = None  # (epoch, batch) it yields next, when known
-        target = sampler if sampler is not None else dataset
-        if isinstance(target, PlanSampler):
-            target.continuous = True
-        else:
-            target.continuous = True
+        self.positioned: Positioned = sampler if sampler is not None else dataset
+        self.positioned.continuous = True
 
     @property
     def plan(self) -> Plan:
@@ -111,8 +110,7 @@ class MantisLoader:
     def _restart(self, start: int) -> None:
         """Drop the running DataLoader iterator (if any) and start a new one at batch ``start`` of the epoch."""
         self._live = None  # shuts the old iterator's workers down (or resets persistent ones) when collected
-        target = self.sampler if self.sampler is not None else self.dataset
-        target.set_position(self.epoch, start)
+        self.positioned.set_position(self.epoch, start)
         if self.pool is not None:
             # slots of batches the dropped iterator had in flight are free again; lent ones stay lent
             self._reclaim()
@@ -128,7 +126,10 @@ class MantisLoader:
 
     def state_dict(self) -> dict:
         """Where the loader stands: epoch and batches consumed in it, plus the settings an exact resume needs."""
-        return {"epoch": self.epoch, "batches_done": self._done, **self.info}
+        state = {"epoch": self.epoch, "batches_done": self._done, **self.info}
+        if self.config is not None:
+            state["config"] = self.config.to_dict()
+        return state
 
     def load_state_dict(self, state: Mapping) -> None:
         """Continue from ``state``: the next iteration yields the remaining batches of its epoch."""
@@ -148,77 +149,70 @@ class MantisLoader:
 def make_loader(
     root: str | Path,
     split: str = "train",
+    config: LoaderConfig | None = None,
     *,
-    format: str = "webdataset",
-    batch_size: int = 64,
-    order: str = "shuffle",
-    drop_last: bool | None = None,
-    shuffle_buffer: int | None | str = "default",
-    batches_per_epoch: int = PAPER_BATCHES_PER_EPOCH,
-    balance_cap: float | None = None,
-    seed: int = 0,
     transform: Callable[[dict], dict] | None = None,
-    images: tuple[str, ...] | None = None,
-    ebv_fill: float | None = 0.0,
-    num_workers: int = 2,
-    pin_memory: bool = False,
-    persistent_workers: bool | None = None,
-    prefetch_factor: int | None = None,
-    rank: int | None = None,
-    world_size: int | None = None,
-    cache_row_groups: int | None = None,
     multiprocessing_context: Any = None,
-    shared_slots: int | None = None,
+    **options: Any,
 ) -> MantisLoader:
-    """A ``MantisLoader`` over ``split`` of a release (``format`` "webdataset": tar shards, local or URL; "parquet")."""
-    rank, world_size = dist_info(rank, world_size)
-    workers = max(0, int(num_workers))
-    if format == "webdataset":
-        buf = DEFAULT_SHUFFLE_BUFFER if shuffle_buffer == "default" else shuffle_buffer
+    """A ``MantisLoader`` over ``split`` of a release folder or URL.
+
+    Settings come from ``config`` (a ``LoaderConfig``; default ``LoaderConfig()``), with any keyword
+    ``options`` replacing its fields, so ``make_loader(root, "train", batch_size=32, order="balanced")``
+    and ``make_loader(root, "train", LoaderConfig(batch_size=32, order="balanced"))`` are the same loader.
+    ``transform`` (applied to each batch in the workers) and ``multiprocessing_context`` are objects, not
+    settings, and are not part of the config.
+    """
+    config = (config or LoaderConfig()).replace(**options) if options else (config or LoaderConfig())
+    rank, world_size = dist_info(config.rank, config.world_size)
+    workers = config.num_workers
+    batch_size, order = config.batch_size, config.order
+    common = dict(images=config.images, transform=transform, ebv_fill=config.ebv_fill, verify=config.verify)
+    if config.format == "webdataset":
+        buf = DEFAULT_SHUFFLE_BUFFER if config.shuffle_buffer == "default" else config.shuffle_buffer
         dataset = WebDatasetStream(
-            root, split, batch_size=batch_size, order=order, drop_last=drop_last, shuffle_buffer=buf,
-            batches_per_epoch=batches_per_epoch, balance_cap=balance_cap, seed=seed, images=images,
-            transform=transform, ebv_fill=ebv_fill, rank=rank, world_size=world_size,
+            root, split, batch_size=batch_size, order=order, drop_last=config.drop_last, shuffle_buffer=buf,
+            batches_per_epoch=config.batches_per_epoch, balance_cap=config.balance_cap, seed=config.seed,
+            rank=rank, world_size=world_size, **common,
         )
         sampler = None
         plan = dataset.plan
-    elif format == "parquet":
-        buf = DEFAULT_PARQUET_SHUFFLE_BUFFER if shuffle_buffer == "default" else shuffle_buffer
+    else:
+        buf = DEFAULT_PARQUET_SHUFFLE_BUFFER if config.shuffle_buffer == "default" else config.shuffle_buffer
+        cache_row_groups = config.cache_row_groups
         if cache_row_groups is None:  # the row groups a shuffle window spans, plus its edges
             cache_row_groups = 4 + int(math.ceil((buf or 0) / 32.0))
-        dataset = ParquetDataset(root, split, images=images, transform=transform, ebv_fill=ebv_fill, cache_row_groups=cache_row_groups)
+        dataset = ParquetDataset(root, split, cache_row_groups=cache_row_groups, **common)
         labels = None
         if order in ("balanced", "balanced-stream"):
             labels = redshift_class(dataset.redshifts(), out_of_range="mask")
         plan = Plan(
-            unit_sizes=dataset.unit_sizes, order=order, batch_size=int(batch_size),
-            drop_last=default_drop_last(order, drop_last), shuffle_buffer=buf,
-            batches_per_epoch=int(batches_per_epoch), balance_cap=balance_cap, seed=int(seed),
+            unit_sizes=dataset.unit_sizes, order=order, batch_size=batch_size,
+            drop_last=default_drop_last(order, config.drop_last), shuffle_buffer=buf,
+            batches_per_epoch=config.batches_per_epoch, balance_cap=config.balance_cap, seed=config.seed,
             rank=rank, world_size=world_size, labels=labels, shuffle_mode="window",
         )
         sampler = PlanSampler(plan, workers)
-    else:
-        raise MantisDataError(f"format must be 'webdataset' or 'parquet', not {format!r}")
     kwargs: dict[str, Any] = {}
     pool = None
     if workers > 0:
-        kwargs["persistent_workers"] = True if persistent_workers is None else persistent_workers
-        if prefetch_factor is not None:
-            kwargs["prefetch_factor"] = prefetch_factor
+        kwargs["persistent_workers"] = True if config.persistent_workers is None else config.persistent_workers
+        if config.prefetch_factor is not None:
+            kwargs["prefetch_factor"] = config.prefetch_factor
         if multiprocessing_context is not None:
             kwargs["multiprocessing_context"] = multiprocessing_context
-        slots = (prefetch_factor or 2) + 3 if shared_slots is None else int(shared_slots)
-        fields = dataset.slot_fields(int(batch_size))
+        slots = (config.prefetch_factor or 2) + 3 if config.shared_slots is None else int(config.shared_slots)
+        fields = dataset.slot_fields(batch_size)
         if slots > 0 and fields:
-            pool = SlotPool(workers, slots, int(batch_size), fields)
+            pool = SlotPool(workers, slots, batch_size, fields)
             dataset.pool = pool
     loader = tud.DataLoader(
         dataset, batch_size=None, sampler=sampler, num_workers=workers, collate_fn=_identity,
-        pin_memory=pin_memory, **kwargs,
+        pin_memory=config.pin_memory, **kwargs,
     )
     info = {
-        "format": format, "split": split, "order": order, "batch_size": int(batch_size), "seed": int(seed),
+        "format": config.format, "split": split, "order": order, "batch_size": batch_size, "seed": config.seed,
         "world_size": world_size, "rank": rank, "num_workers": workers, "drop_last": plan.drop_last,
         "shuffle_buffer": plan.shuffle_buffer, "n_batches": plan.n_batches, "samples": plan.n,
     }
-    return MantisLoader(dataset, loader, sampler, info, pool)
+    return MantisLoader(dataset, loader, sampler, info, pool, config)

@@ -13,7 +13,7 @@ import torch.utils.data as tud
 from ..errors import MantisDataError
 from .batch import BatchMaker, check_images
 from .parquet import ParquetReader
-from .plan import Plan
+from .plan import Plan, Positioned
 from .seeds import batch_aug_seed
 from .shards import is_release_url, load_manifest, split_shards
 
@@ -44,6 +44,7 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         transform: Callable[[dict], dict] | None = None,
         ebv_fill: float | None = 0.0,
         cache_row_groups: int = 16,
+        verify: str = "size",
     ):
         super().__init__()
         if is_release_url(root):
@@ -108,32 +109,20 @@ class ParquetDataset(BatchMaker, tud.Dataset):
 
 
 
-class PlanSampler(tud.Sampler):
+class PlanSampler(Positioned, tud.Sampler):
     """Yields a rank's ``BatchRequest``s for a map-style dataset in the plan's order (use with ``batch_size=None``)."""
 
     def __init__(self, plan: Plan, num_workers: int):
         self.plan = plan
         self.workers = max(1, int(num_workers))
-        self.epoch = 0
-        self.start = 0
-        self.continuous = False  # MantisLoader: run on into the following epochs
+        self.init_position()
 
     def __len__(self) -> int:
         return self.plan.n_batches
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch; starts at its first batch."""
-        self.set_position(epoch, 0)
-
-    def set_position(self, epoch: int, batches_done: int) -> None:
-        """Make the next iteration start at batch ``batches_done`` of ``epoch``."""
-        if not 0 <= batches_done <= self.plan.n_batches:
-            raise MantisDataError(f"batches_done must be in 0..{self.plan.n_batches}, not {batches_done}")
-        self.epoch, self.start = int(epoch), int(batches_done)
-
     def __iter__(self) -> Iterator[BatchRequest]:
         w = self.workers
-        epoch, start = self.epoch, self.start
+        epoch, start = self.position
         while True:
             streams = [self.plan.stream(epoch, s, w) for s in range(w)]
             for j in range(start, self.plan.n_batches):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import MantisDataError
 from ..redshift import N_BINS
@@ -228,3 +229,37 @@ def stream_start(start: int, worker: int, workers: int) -> tuple[int, int]:
 
 def default_drop_last(order: str, drop_last: bool | None) -> bool:
     return (order == "shuffle") if drop_last is None else bool(drop_last)
+
+
+class Positioned:
+    """Where the next iteration starts (epoch, batch), shared by ``WebDatasetStream`` and ``PlanSampler``.
+
+    The position lives in a 2-element shared-memory tensor, so persistent DataLoader workers see a new
+    position without a restart. ``continuous`` makes an iteration run on into the following epochs
+    (``MantisLoader`` sets it). Subclasses have a ``plan`` and call ``init_position()`` in ``__init__``.
+    """
+
+    plan: Plan
+    continuous: bool = False
+
+    def init_position(self) -> None:
+        """Start at batch 0 of epoch 0."""
+        self._position = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self.continuous = False
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epoch, first batch) of the next iteration."""
+        return int(self._position[0]), int(self._position[1])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (the sample order depends on seed and epoch); starts at its first batch."""
+        self.set_position(epoch, 0)
+
+    def set_position(self, epoch: int, batches_done: int) -> None:
+        """Make the next iteration start at batch ``batches_done`` of ``epoch`` (seen by persistent workers too)."""
+        if not 0 <= batches_done <= self.plan.n_batches:
+            raise MantisDataError(f"batches_done must be in 0..{self.plan.n_batches}, not {batches_done}")
+        self._position[0] = int(epoch)
+        self._position[1] = int(batches_done)
+

@@ -17,6 +17,7 @@ from .plan import (
     DEFAULT_SHUFFLE_BUFFER,
     PAPER_BATCHES_PER_EPOCH,
     Plan,
+    Positioned,
     Stream,
     default_drop_last,
     stream_start,
@@ -29,7 +30,7 @@ from .tar import LocalTarReader, stream_tar
 _log = logging.getLogger(__name__)
 
 
-class WebDatasetStream(BatchMaker, tud.IterableDataset):
+class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
     """Batches streamed from a split's WebDataset tar shards (local release folder or release URL).
 
     Use with ``DataLoader(ds, batch_size=None, num_workers=...)`` or through ``make_loader``. Every rank
@@ -54,6 +55,7 @@ class WebDatasetStream(BatchMaker, tud.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         redshifts: np.ndarray | None = None,
+        verify: str = "size",
     ):
         super().__init__()
         self.root, manifest, self.is_url = load_manifest(root)
@@ -82,8 +84,7 @@ class WebDatasetStream(BatchMaker, tud.IterableDataset):
         self.images = check_images(images, transform)
         self.transform = transform
         self.ebv_fill = ebv_fill
-        self._state = torch.zeros(2, dtype=torch.int64).share_memory_()  # epoch, first batch
-        self.continuous = False  # MantisLoader: run on into the following epochs (no restart between them)
+        self.init_position()
         self._reader = None if self.is_url else LocalTarReader(self.shards)
         if order == "balanced-stream":
             _log.info("balanced-stream over %s/%s: expected acceptance rate %.4f", self.root, split, self.acceptance_rate)
@@ -103,21 +104,10 @@ class WebDatasetStream(BatchMaker, tud.IterableDataset):
         """Batches per rank per epoch."""
         return self.plan.n_batches
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (the sample order depends on seed and epoch); starts at its first batch."""
-        self.set_position(epoch, 0)
-
-    def set_position(self, epoch: int, batches_done: int) -> None:
-        """Make the next iteration start at batch ``batches_done`` of ``epoch`` (seen by persistent workers too)."""
-        if not 0 <= batches_done <= self.plan.n_batches:
-            raise MantisDataError(f"batches_done must be in 0..{self.plan.n_batches}, not {batches_done}")
-        self._state[0] = int(epoch)
-        self._state[1] = int(batches_done)
-
     def __iter__(self) -> Iterator[dict]:
         info = tud.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        epoch, start = int(self._state[0]), int(self._state[1])
+        epoch, start = self.position
         nb = self.plan.n_batches
         t_epoch = -start  # index, in this iteration's output, of the epoch's batch 0
         while True:
