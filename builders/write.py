@@ -26,6 +26,7 @@ from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdat
 from .assemble import Target, assemble
 from .io import atomic_path
 from .split import shuffle_key
+from .tar_index import add_index_and_digests
 
 PARQUET_ROW_GROUP = 32
 """Samples per Parquet row group (~19 MB of images): the unit a map-style reader decodes."""
@@ -193,4 +194,5 @@ def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> Sh
             "split": task.split,
             "format": fmt,
         }
+    add_index_and_digests(result.files, out_root, samples)  # the tar's offset index, per-shard samples digest
     return result

@@ -209,10 +209,12 @@ class BatchMaker:
     ebv_fill: float | None
     pool: SlotPool | None = None
     _scratch: dict | None = None
+    verifier: Any = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_scratch"] = None  # per-process scratch buffers are not sent to workers
+        state["verifier"] = None  # the sha256 check runs in the main process only
         return state
 
     def _raw_buffers(self, n: int, worker: int | None, slot: int | None) -> dict[str, torch.Tensor]:

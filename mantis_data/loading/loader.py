@@ -44,6 +44,7 @@ class MantisLoader:
         self.sampler = sampler
         self.info = info
         self.config = config
+        self.verifier = getattr(dataset, "verifier", None)
         self.pool = pool
         self.epoch = 0
         self._start = 0
@@ -103,6 +104,8 @@ class MantisLoader:
             self._done += 1
             if self._done == n:
                 self._live_at = (self.epoch + 1, 0)  # the workers run on into the next epoch
+            if self.verifier is not None:  # verify="sha256": no epoch completes on a damaged shard
+                self.verifier.check(wait=self._done == n)
             yield batch
             if self.pool is not None:
                 self._reclaim()

@@ -16,6 +16,7 @@ from .parquet import ParquetReader
 from .plan import Plan, Positioned
 from .seeds import batch_aug_seed
 from .shards import is_release_url, load_manifest, split_shards
+from .verify import ShardVerifier
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         self.root, manifest, _ = load_manifest(root)
         self.split = split
         self.shards = split_shards(self.root, manifest, False, "parquet", split)
-        self.reader = ParquetReader(self.shards, cache_row_groups)
+        self.reader = ParquetReader(self.shards, cache_row_groups, verify)
+        self.verifier = ShardVerifier(self.shards) if verify == "sha256" else None
         self.images = check_images(images, transform)
         self.transform = transform
         self.ebv_fill = ebv_fill

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import ReleaseError
 from ..schema import IMAGE_DTYPE, IMAGE_SHAPES
-from .shards import EBV_FIELDS, Shard
+from .shards import Shard
+from .tarindex import EBV_FIELDS, samples_digest
 
 
 def _array3d_values(col, n: int, field: str, path: str) -> np.ndarray:
@@ -37,7 +38,7 @@ def _array3d_values(col, n: int, field: str, path: str) -> np.ndarray:
 class ParquetReader:
     """Memory-mapped Parquet shards of a split, decoded one row group at a time into an LRU cache."""
 
-    def __init__(self, shards: list[Shard], cache_row_groups: int):
+    def __init__(self, shards: list[Shard], cache_row_groups: int, verify: str = "size"):
         import pyarrow.parquet as pq
 
         self.shards = shards
@@ -46,12 +47,16 @@ class ParquetReader:
         self.unit_shard: list[int] = []
         self.unit_rg: list[int] = []
         for i, shard in enumerate(shards):
+            if verify != "none":
+                check_size(shard)
             try:
                 meta = pq.ParquetFile(shard.location, memory_map=True).metadata
             except Exception as exc:  # pyarrow raises several types for corrupt files
                 raise ReleaseError(f"{shard.location}: not a readable Parquet shard ({exc}); re-download it") from exc
             if meta.num_rows != shard.samples:
                 raise ReleaseError(f"{shard.location}: holds {meta.num_rows} rows, the manifest says {shard.samples}")
+            if verify != "none":
+                check_parquet_shard(shard)
             for rg in range(meta.num_row_groups):
                 sizes.append(meta.row_group(rg).num_rows)
                 self.unit_shard.append(i)
@@ -115,3 +120,30 @@ class ParquetReader:
         """(row group, row within it) of global indices."""
         u = np.searchsorted(self.unit_starts, idx, side="right") - 1
         return u, idx - self.unit_starts[u]
+
+
+def check_size(shard: Shard) -> None:
+    """A local shard's size against the MANIFEST (``ReleaseError`` naming it: truncated or replaced)."""
+    size = os.path.getsize(shard.location)
+    if shard.bytes is not None and size != shard.bytes:
+        raise ReleaseError(
+            f"{shard.location}: {size} bytes, the MANIFEST says {shard.bytes} (truncated or replaced shard; re-download it)"
+        )
+
+
+def check_parquet_shard(shard: Shard) -> None:
+    """Size, keys and redshifts of a local Parquet shard against the MANIFEST (``ReleaseError`` naming it)."""
+    import pyarrow.parquet as pq
+
+    check_size(shard)
+    if not shard.digest:
+        return
+    try:
+        t = pq.read_table(shard.location, columns=["target_id", "z"], memory_map=True)
+    except Exception as exc:
+        raise ReleaseError(f"{shard.location}: cannot read columns target_id, z ({exc}); re-download it") from exc
+    if samples_digest(t.column("target_id").to_pylist(), t.column("z").to_numpy()) != shard.digest:
+        raise ReleaseError(
+            f"{shard.location}: its sample keys or redshifts differ from the MANIFEST's "
+            "(replaced, swapped or edited shard; re-download it)"
+        )

@@ -11,11 +11,7 @@ from pathlib import Path
 
 from ..errors import ReleaseError
 from ..release import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR
-
-EBV_FIELDS = ("ebv_csfd", "ebv_planck")
-"""The two extinction columns of a sample (mag), in the order of a batch's ``ebv``."""
-
-
+from .tarindex import INDEX_FORMAT, INDEX_SUFFIX
 
 
 def is_release_url(root: str | Path) -> bool:
@@ -52,34 +48,70 @@ def load_manifest(root: str | Path) -> tuple[str, dict, bool]:
 
 
 @dataclass(frozen=True)
-class Shard:
+class ShardFile:
+    """A file listed in the MANIFEST: where it is and what the MANIFEST says of it."""
+
     relpath: str
     location: str  # local path or URL
-    samples: int
-    start: int  # global index of its first sample in the split
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Shard(ShardFile):
+    """One shard of a split: its file, sample count, first global index, and (tar) its offset index."""
+
+    samples: int = 0
+    start: int = 0  # global index of its first sample in the split
+    digest: str | None = None  # MANIFEST ``samples_sha256``: keys and redshifts (tarindex.samples_digest)
+    index: ShardFile | None = None  # the builder's offset index beside a tar shard, when listed
+
+
+def _loc(root: str, rel: str, is_url: bool) -> str:
+    return f"{root}/{rel}" if is_url else str(Path(root) / rel)
 
 
 def split_shards(root: str, manifest: dict, is_url: bool, fmt: str, split: str) -> list[Shard]:
-    """The split's shards of one format, in release order, with their sample counts and global offsets."""
-    rows = sorted(
-        (rel, info)
-        for rel, info in manifest["files"].items()
-        if info.get("format") == fmt and info.get("split") == split
-    )
+    """The split's shards of one format, in release order, with their sizes, sample counts and global offsets.
+
+    Raises ``ReleaseError`` naming the shard when a listed shard is missing, when the data folder holds a
+    shard of the split the MANIFEST does not list, or when the shards' samples do not add up to the
+    MANIFEST's count for the split (an entry lost from the MANIFEST).
+    """
+    files = manifest["files"]
+    rows = sorted((rel, info) for rel, info in files.items() if info.get("format") == fmt and info.get("split") == split)
     if not rows:
-        have = sorted({(i.get("format"), i.get("split")) for i in manifest["files"].values() if i.get("split")})
+        have = sorted({(i.get("format"), i.get("split")) for i in files.values() if i.get("split")})
         raise ReleaseError(
             f"{root}: the release has no {fmt} shards for split {split!r} "
             f"(it has: {', '.join(f'{f}/{s}' for f, s in have) or 'none'})"
         )
     shards, start = [], 0
     for rel, info in rows:
-        location = f"{root}/{rel}" if is_url else str(Path(root) / rel)
+        location = _loc(root, rel, is_url)
         if not is_url and not os.path.exists(location):
             raise ReleaseError(f"{location}: shard listed in {MANIFEST_NAME} is missing (re-download the release)")
+        index = None
+        irel = rel + INDEX_SUFFIX
+        if files.get(irel, {}).get("format") == INDEX_FORMAT:
+            ii = files[irel]
+            index = ShardFile(irel, _loc(root, irel, is_url), ii.get("bytes"), ii.get("sha256"))
         n = int(info.get("samples", 0))
-        shards.append(Shard(rel, location, n, start))
+        shards.append(Shard(rel, location, info.get("bytes"), info.get("sha256"), n, start, info.get("samples_sha256"), index))
         start += n
     if start == 0:
         raise ReleaseError(f"{root}: split {split!r} has no samples")
+    expected = manifest.get("counts", {}).get(split)
+    if not is_url:
+        folder = Path(root) / Path(rows[0][0]).parent
+        suffix = Path(rows[0][0]).suffix
+        for path in sorted(folder.glob(f"{split}-*{suffix}")):
+            rel = path.relative_to(root).as_posix()
+            if rel not in files:
+                raise ReleaseError(f"{path}: shard not listed in {MANIFEST_NAME} (a damaged or mixed release; re-download it)")
+    if expected is not None and int(expected) != start:
+        raise ReleaseError(
+            f"{root}/{MANIFEST_NAME}: the {fmt} shards of {split!r} hold {start} samples, its counts say {expected} "
+            "(an entry is missing from the MANIFEST; re-download the release)"
+        )
     return shards

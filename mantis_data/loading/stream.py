@@ -26,6 +26,7 @@ from .redshifts import split_redshifts
 from .seeds import batch_aug_seed, dist_info
 from .shards import load_manifest, split_shards
 from .tar import LocalTarReader, stream_tar
+from .verify import ShardVerifier
 
 _log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
         self.transform = transform
         self.ebv_fill = ebv_fill
         self.init_position()
-        self._reader = None if self.is_url else LocalTarReader(self.shards)
+        self.verifier = ShardVerifier(self.shards) if verify == "sha256" and not self.is_url else None
+        self._reader = None if self.is_url else LocalTarReader(self.shards, verify)
         if order == "balanced-stream":
             _log.info("balanced-stream over %s/%s: expected acceptance rate %.4f", self.root, split, self.acceptance_rate)
         self._starts = np.array([s.start for s in self.shards] + [self.plan.n], dtype=np.int64)

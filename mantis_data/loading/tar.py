@@ -1,72 +1,32 @@
-"""WebDataset tar shards: a per-sample offset index (header scan), copies out of a memory map, URL streaming."""
+"""WebDataset tar shards: offset index (from the builder's index file, else a header scan), memory-mapped reads, URL streaming.
+
+Locally a shard's ``TarIndex`` comes from the index file the builder writes beside it (no tar header is
+read), checked against the MANIFEST (sizes, sha256 of the index, keys and redshifts) and spot-checked
+against the tar's own JSON members; a shard without an index is scanned once per process with ``tarfile``.
+Samples are then copied out of a memory map by byte offset. Over URLs, shards stream through ``tarfile``.
+"""
 
 from __future__ import annotations
 
-import ast
+import hashlib
 import json
+import logging
 import mmap
 import os
-import urllib.parse
+import tarfile
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..errors import ReleaseError
 from ..schema import IMAGE_DTYPE, IMAGE_FIELDS, IMAGE_SHAPES
-from .shards import EBV_FIELDS, Shard
+from .shards import Shard
+from .tarindex import NBYTES, TarIndex, decode_index, npy_data_offset, sample_meta
 
-_BLOCK = 512
-
-
-
-
-def _tar_number(field: bytes, path: str, pos: int) -> int:
-    if field and field[0] & 0x80:  # GNU base-256
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.replace(b"\0", b" ").strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ReleaseError(f"{path}: corrupt tar header at byte {pos} (bad number {field!r})") from None
-
-
-def _parse_header(block: bytes, path: str, pos: int) -> tuple[str, int, bytes]:
-    """(name, size, typeflag) of one 512-byte tar header, its checksum verified."""
-    stored = _tar_number(block[148:156], path, pos)
-    computed = sum(block[:148]) + 8 * 32 + sum(block[156:512])
-    if stored != computed:
-        raise ReleaseError(
-            f"{path}: corrupt or truncated WebDataset shard (bad tar header checksum at byte {pos}); "
-            "re-download it or check the release with `mantis-data verify`"
-        )
-    name = block[0:100].split(b"\0", 1)[0]
-    if block[257:262] == b"ustar":
-        prefix = block[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return name.decode("utf-8", "surrogateescape"), _tar_number(block[124:136], path, pos), block[156:157]
-
-
-def _parse_pax(data: bytes) -> dict[str, str]:
-    out, pos = {}, 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        length = int(data[pos:space])
-        record = data[space + 1 : pos + length - 1]  # drop the trailing newline
-        key, _, value = record.partition(b"=")
-        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
-def _padded(n: int) -> int:
-    return (n + _BLOCK - 1) // _BLOCK * _BLOCK
+_log = logging.getLogger(__name__)
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 
 
 def _split_member(name: str) -> tuple[str, str]:
@@ -76,76 +36,17 @@ def _split_member(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), field
 
 
-def _npy_header(head: bytes, path: str, member: str, field: str) -> int:
-    """Length of the ``.npy`` header of member ``member`` (raises if dtype or shape are not the schema's)."""
-    if head[:6] != b"\x93NUMPY" or len(head) < 10:
-        raise ReleaseError(f"{path}: member {member} is not a .npy array (corrupt shard?)")
-    major = head[6]
-    if major == 1:
-        hlen, start = int.from_bytes(head[8:10], "little"), 10
-    else:
-        hlen, start = int.from_bytes(head[8:12], "little"), 12
-    if len(head) < start + hlen:
-        return -(start + hlen)  # caller reads more
-    try:
-        meta = ast.literal_eval(head[start : start + hlen].decode("latin1"))
-    except (ValueError, SyntaxError):
-        raise ReleaseError(f"{path}: member {member} has an unreadable .npy header") from None
-    if (
-        np.dtype(meta.get("descr")) != np.dtype(IMAGE_DTYPE).newbyteorder("<")
-        or meta.get("fortran_order")
-        or tuple(meta.get("shape", ())) != IMAGE_SHAPES[field]
-    ):
-        raise ReleaseError(
-            f"{path}: member {member} holds {meta.get('descr')} {meta.get('shape')}, expected "
-            f"little-endian float32 {IMAGE_SHAPES[field]} in C order"
-        )
-    return start + hlen
-
-
-@dataclass
-class TarIndex:
-    """Byte offsets of every sample's arrays in one tar shard, and its scalars."""
-
-    path: str
-    keys: list[str]
-    offsets: np.ndarray  # (n, len(IMAGE_FIELDS)) int64: file offset of each array's first data byte
-    z: np.ndarray  # (n,) float64
-    ebv: np.ndarray  # (n, 2) float64, NaN where null
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-_NBYTES = {f: int(np.prod(IMAGE_SHAPES[f])) * np.dtype(IMAGE_DTYPE).itemsize for f in IMAGE_FIELDS}
-
-
-def _sample_meta(raw: bytes, path: str, member: str) -> tuple[float, float, float]:
-    try:
-        rec = json.loads(raw)
-        z = rec.get("z")
-        e = [rec.get(k) for k in EBV_FIELDS]
-    except (ValueError, AttributeError):
-        raise ReleaseError(f"{path}: member {member} is not valid JSON (corrupt shard?)") from None
-    return (
-        float("nan") if z is None else float(z),
-        float("nan") if e[0] is None else float(e[0]),
-        float("nan") if e[1] is None else float(e[1]),
-    )
-
-
 class _SampleGrouper:
     """Collects tar members into samples (members of one key are adjacent), checking each sample's fields."""
 
     def __init__(self, path: str):
         self.path = path
         self.keys: list[str] = []
-        self.offsets: list[list[int]] = []
-        self.meta: list[tuple[float, float, float]] = []
+        self.rows: list[list] = []
         self._cur: str | None = None
-        self._fields: dict[str, Any] = {}
+        self._fields: dict = {}
 
-    def add(self, key: str, field: str, value: Any) -> None:
+    def add(self, key: str, field: str, value) -> None:
         if key != self._cur:
             self.close()
             self._cur = key
@@ -159,107 +60,134 @@ class _SampleGrouper:
         if missing:
             raise ReleaseError(f"{self.path}: sample {self._cur!r} lacks members {missing} (corrupt or truncated shard?)")
         self.keys.append(self._cur)
-        self.offsets.append([self._fields[f"{f}.npy"] for f in IMAGE_FIELDS])
-        self.meta.append(self._fields["json"])
+        self.rows.append([self._fields[w] for w in want])
         self._cur, self._fields = None, {}
+
+    def index(self) -> TarIndex:
+        self.close()
+        n, k = len(self.keys), len(IMAGE_FIELDS)
+        offsets = np.asarray([r[:k] for r in self.rows], dtype=np.int64).reshape(n, k)
+        meta = np.asarray([r[k][0] for r in self.rows], dtype=np.float64).reshape(n, 3)
+        json_at = np.asarray([r[k][1] for r in self.rows], dtype=np.int64).reshape(n, 2)
+        return TarIndex(self.path, self.keys, offsets, meta[:, 0].copy(), meta[:, 1:3].copy(), json_at)
+
+
+def _tar_error(path: str, exc: BaseException) -> ReleaseError:
+    return ReleaseError(f"{path}: corrupt or truncated WebDataset shard ({exc}); re-download it or run `mantis-data verify`")
 
 
 def scan_tar(path: str) -> TarIndex:
-    """Parse a local tar shard's headers (PAX, GNU long names) into a per-sample offset index."""
+    """Read a local tar shard's headers with ``tarfile`` (PAX, GNU long names) into a per-sample offset index."""
     try:
         size = os.path.getsize(path)
-        fh = open(path, "rb", buffering=0)
+        fh = open(path, "rb")
     except OSError as exc:
         raise ReleaseError(f"{path}: cannot open WebDataset shard ({exc})") from exc
     group = _SampleGrouper(path)
     with fh:
+        try:
+            members = tarfile.open(fileobj=fh, mode="r:").getmembers()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise _tar_error(path, exc) from None
         fd = fh.fileno()
-        pos, pax, longname = 0, {}, None
-        while True:
-            if pos + _BLOCK > size:
-                raise ReleaseError(f"{path}: truncated WebDataset shard (no end-of-archive after byte {pos}); re-download it")
-            chunk = os.pread(fd, _BLOCK + 256, pos)
-            block = chunk[:_BLOCK]
-            if not any(block):
-                break
-            name, msize, typeflag = _parse_header(block, path, pos)
-            data = pos + _BLOCK
-            if typeflag in (b"x", b"g", b"L", b"K"):
-                raw = os.pread(fd, msize, data)
-                if typeflag == b"x":
-                    pax.update(_parse_pax(raw))
-                elif typeflag == b"L":
-                    longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                pos = data + _padded(msize)
-                continue
-            name = pax.get("path", longname or name)
-            msize = int(pax.get("size", msize))
-            pax, longname = {}, None
-            if data + msize > size:
+        for m in members:
+            if m.offset_data + m.size > size:
                 raise ReleaseError(
-                    f"{path}: truncated WebDataset shard (member {name} needs bytes up to {data + msize}, "
+                    f"{path}: truncated WebDataset shard (member {m.name} needs bytes up to {m.offset_data + m.size}, "
                     f"the file has {size}); re-download it"
                 )
-            if typeflag in (b"0", b"\0", b"7"):
-                key, field = _split_member(name)
-                if field == "json":
-                    group.add(key, field, _sample_meta(os.pread(fd, msize, data), path, name))
-                elif field.endswith(".npy") and field[:-4] in IMAGE_FIELDS:
-                    head = chunk[_BLOCK:]
-                    hlen = _npy_header(head, path, name, field[:-4])
-                    if hlen < 0:
-                        hlen = _npy_header(os.pread(fd, -hlen, data), path, name, field[:-4])
-                    if msize - hlen != _NBYTES[field[:-4]]:
-                        raise ReleaseError(f"{path}: member {name} has {msize - hlen} data bytes, expected {_NBYTES[field[:-4]]}")
-                    group.add(key, field, data + hlen)
-            pos = data + _padded(msize)
-    group.close()
-    meta = np.asarray(group.meta, dtype=np.float64).reshape(-1, 3)
-    return TarIndex(
-        path=path,
-        keys=group.keys,
-        offsets=np.asarray(group.offsets, dtype=np.int64).reshape(-1, len(IMAGE_FIELDS)),
-        z=meta[:, 0].copy(),
-        ebv=meta[:, 1:3].copy(),
-    )
+            if m.type not in _FILE_TYPES:
+                continue
+            key, field = _split_member(m.name)
+            if field == "json":
+                group.add(key, field, (sample_meta(os.pread(fd, m.size, m.offset_data), path, m.name), (m.offset_data, m.size)))
+            elif field.endswith(".npy") and field[:-4] in IMAGE_FIELDS:
+                f = field[:-4]
+                hlen = npy_data_offset(os.pread(fd, min(m.size, 4096), m.offset_data), path, m.name, f)
+                if m.size - hlen != NBYTES[f]:
+                    raise ReleaseError(f"{path}: member {m.name} has {m.size - hlen} data bytes, expected {NBYTES[f]}")
+                group.add(key, field, m.offset_data + hlen)
+        # tarfile stops quietly at a damaged header after the first: what follows the last member must be
+        # the end-of-archive zeros
+        end = members[-1].offset_data + -(-members[-1].size // 512) * 512 if members else 0
+        if any(os.pread(fd, 512, end)):
+            raise ReleaseError(f"{path}: corrupt tar header at byte {end} (bad checksum); re-download the shard")
+    return group.index()
 
 
-_TAR_INDEX: dict[tuple[str, int, int], TarIndex] = {}
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def shard_index(shard: Shard) -> TarIndex:
-    """The offset index of a local tar shard (parsed once per process), checked against the manifest."""
-    st = os.stat(shard.location)
-    key = (shard.location, st.st_size, st.st_mtime_ns)
+def _read_index(shard: Shard, tar_bytes: int, verify: str) -> TarIndex:
+    """The builder's index of ``shard``, checked against the MANIFEST and spot-checked against the tar."""
+    idx = shard.index
+    try:
+        with open(idx.location, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ReleaseError(f"{idx.location}: cannot read tar index ({exc})") from exc
+    if verify != "none" and idx.sha256 and _sha256(raw) != idx.sha256:
+        raise ReleaseError(f"{idx.location}: sha256 differs from the MANIFEST's (edited or replaced index; re-download it)")
+    index, written_for = decode_index(raw, idx.location, shard.location)
+    if written_for != tar_bytes:
+        raise ReleaseError(f"{idx.location}: written for a {written_for}-byte tar, {shard.location} has {tar_bytes} bytes")
+    if verify != "none" and index.json_at is not None and len(index):
+        # the tar must hold the samples its index describes (a swapped shard does not): check a few JSON members
+        with open(shard.location, "rb") as fh:
+            for i in sorted({0, len(index) // 2, len(index) - 1}):
+                at, n = index.json_at[i].tolist()
+                try:
+                    rec = json.loads(os.pread(fh.fileno(), n, at))
+                    same = rec.get("target_id") == index.keys[i] and (rec.get("z") == index.z[i] or rec.get("z") is None)
+                except (ValueError, AttributeError):
+                    same = False
+                if not same:
+                    raise ReleaseError(
+                        f"{shard.location}: sample {i} is not {index.keys[i]!r} as its index says "
+                        "(swapped or replaced shard; re-download it)"
+                    )
+    return index
+
+
+_TAR_INDEX: dict[tuple, TarIndex] = {}
+
+
+def shard_index(shard: Shard, verify: str = "size") -> TarIndex:
+    """The offset index of a local tar shard (once per process), checked against the MANIFEST.
+
+    ``verify`` "size" or "sha256": the shard's size, its sample count, keys and redshifts (digest) must be
+    the MANIFEST's; "none": the sample count only.
+    """
+    try:
+        st = os.stat(shard.location)
+    except OSError as exc:
+        raise ReleaseError(f"{shard.location}: cannot open WebDataset shard ({exc})") from exc
+    if verify != "none" and shard.bytes is not None and st.st_size != shard.bytes:
+        raise ReleaseError(
+            f"{shard.location}: {st.st_size} bytes, the MANIFEST says {shard.bytes} (truncated or replaced shard; re-download it)"
+        )
+    key = (shard.location, st.st_size, st.st_mtime_ns, verify, shard.digest)
     index = _TAR_INDEX.get(key)
     if index is None:
-        index = scan_tar(shard.location)
+        if shard.index is not None and os.path.exists(shard.index.location):
+            index = _read_index(shard, st.st_size, verify)
+        else:
+            if shard.index is not None:
+                _log.warning("%s: listed tar index is missing; scanning the shard's headers", shard.index.location)
+            index = scan_tar(shard.location)
         if len(index) != shard.samples:
             raise ReleaseError(
                 f"{shard.location}: holds {len(index)} samples, the manifest says {shard.samples} "
                 "(truncated or replaced shard; re-download it)"
             )
+        if verify != "none" and shard.digest and index.digest != shard.digest:
+            raise ReleaseError(
+                f"{shard.location}: its sample keys or redshifts differ from the MANIFEST's "
+                "(replaced, swapped or edited shard; re-download it)"
+            )
         _TAR_INDEX[key] = index
     return index
-
-
-def _read_exact(f, n: int, what: str) -> bytes:
-    buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        r = f.readinto(view[got:])
-        if not r:
-            raise ReleaseError(f"{what}: truncated WebDataset shard (stream ended {n - got} bytes early)")
-        got += r
-    return bytes(buf)
-
-
-def _skip(f, n: int, what: str) -> None:
-    while n > 0:
-        chunk = f.read(min(n, 1 << 20))
-        if not chunk:
-            raise ReleaseError(f"{what}: truncated WebDataset shard (stream ended early)")
-        n -= len(chunk)
 
 
 def stream_tar(url: str, first: int, images: tuple[str, ...]) -> Iterator[tuple[int, str, dict, tuple]]:
@@ -268,52 +196,38 @@ def stream_tar(url: str, first: int, images: tuple[str, ...]) -> Iterator[tuple[
         f = urllib.request.urlopen(url, timeout=60)
     except OSError as exc:
         raise ReleaseError(f"{url}: cannot open WebDataset shard ({exc})") from exc
+    cur_key, cur, count = None, {}, -1
     with f:
-        pos, pax, longname = 0, {}, None
-        cur_key, cur, count = None, {}, -1
-        while True:
-            block = f.read(_BLOCK)
-            if len(block) < _BLOCK or not any(block):
-                if len(block) < _BLOCK and cur_key is None and count < 0:
-                    raise ReleaseError(f"{url}: empty or truncated WebDataset shard")
-                if len(block) < _BLOCK:
-                    raise ReleaseError(f"{url}: truncated WebDataset shard (no end-of-archive)")
-                break
-            name, msize, typeflag = _parse_header(block, url, pos)
-            pos += _BLOCK
-            if typeflag in (b"x", b"g", b"L", b"K"):
-                raw = _read_exact(f, msize, url)
-                _skip(f, _padded(msize) - msize, url)
-                pos += _padded(msize)
-                if typeflag == b"x":
-                    pax.update(_parse_pax(raw))
-                elif typeflag == b"L":
-                    longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                continue
-            name = pax.get("path", longname or name)
-            msize = int(pax.get("size", msize))
-            pax, longname = {}, None
-            key, field = _split_member(name)
-            if key != cur_key:
-                if cur_key is not None and count >= first:
-                    yield count, cur_key, cur.get("arrays", {}), cur.get("meta")
-                cur_key, cur, count = key, {}, count + 1
-            wanted = count >= first and (field == "json" or (field.endswith(".npy") and field[:-4] in images))
-            if typeflag in (b"0", b"\0", b"7") and wanted:
-                raw = _read_exact(f, msize, url)
+        try:
+            tar = tarfile.open(fileobj=f, mode="r|")
+            for m in tar:
+                if m.type not in _FILE_TYPES:
+                    continue
+                key, field = _split_member(m.name)
+                if key != cur_key:
+                    if cur_key is not None and count >= first:
+                        yield count, cur_key, cur.get("arrays", {}), cur.get("meta")
+                    cur_key, cur, count = key, {}, count + 1
+                if count < first or not (field == "json" or (field.endswith(".npy") and field[:-4] in images)):
+                    continue
+                raw = tar.extractfile(m).read()
+                if len(raw) != m.size:
+                    raise ReleaseError(f"{url}: truncated WebDataset shard (member {m.name} ended early)")
                 if field == "json":
-                    cur["meta"] = _sample_meta(raw, url, name)
+                    cur["meta"] = sample_meta(raw, url, m.name)
                 else:
-                    hlen = _npy_header(raw[:4096], url, name, field[:-4])
-                    cur.setdefault("arrays", {})[field[:-4]] = np.frombuffer(raw, dtype=IMAGE_DTYPE, offset=hlen).reshape(
-                        IMAGE_SHAPES[field[:-4]]
-                    )
-                _skip(f, _padded(msize) - msize, url)
-            else:
-                _skip(f, _padded(msize), url)
-            pos += _padded(msize)
-        if cur_key is not None and count >= first:
-            yield count, cur_key, cur.get("arrays", {}), cur.get("meta")
+                    hlen = npy_data_offset(raw[:4096], url, m.name, field[:-4])
+                    arr = np.frombuffer(raw, dtype=IMAGE_DTYPE, offset=hlen).reshape(IMAGE_SHAPES[field[:-4]])
+                    cur.setdefault("arrays", {})[field[:-4]] = arr
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise _tar_error(url, exc) from None
+    if count < 0:
+        raise ReleaseError(f"{url}: empty WebDataset shard")
+    if cur_key is not None and count >= first:
+        yield count, cur_key, cur.get("arrays", {}), cur.get("meta")
+
+
+_FIELD_POS = {f: i for i, f in enumerate(IMAGE_FIELDS)}
 
 
 class LocalTarReader:
@@ -325,8 +239,9 @@ class LocalTarReader:
 
     MAX_OPEN = 256
 
-    def __init__(self, shards: list[Shard]):
+    def __init__(self, shards: list[Shard], verify: str = "size"):
         self.shards = shards
+        self.verify = verify
         self._maps: OrderedDict = OrderedDict()
         self._index: dict[int, TarIndex] = {}
         self._pid = os.getpid()
@@ -341,14 +256,14 @@ class LocalTarReader:
         shard = self.shards[shard_id]
         index = self._index.get(shard_id)
         if index is None:
-            index = self._index[shard_id] = shard_index(shard)
+            index = self._index[shard_id] = shard_index(shard, self.verify)
         try:
             with open(shard.location, "rb") as fh:
                 mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             raise ReleaseError(f"{shard.location}: cannot map WebDataset shard ({exc})") from exc
         data = np.frombuffer(mm, dtype=np.uint8)
-        need = max((int(index.offsets[:, k].max()) + _NBYTES[f] for k, f in enumerate(IMAGE_FIELDS)), default=0) if len(index) else 0
+        need = max((int(index.offsets[:, k].max()) + NBYTES[f] for k, f in enumerate(IMAGE_FIELDS)), default=0) if len(index) else 0
         if data.size < need:
             raise ReleaseError(f"{shard.location}: truncated WebDataset shard ({data.size} bytes); re-download it")
         self._maps[shard_id] = (index, data)
@@ -361,7 +276,7 @@ class LocalTarReader:
         n = len(local)
         keys: list[str] = [""] * n
         z, ebv = np.empty(n), np.empty((n, 2))
-        fields = [(out, _FIELD_POS[f], _NBYTES[f]) for f, out in dst.items()]
+        fields = [(out, _FIELD_POS[f], NBYTES[f]) for f, out in dst.items()]
         for sid in np.unique(shard_ids).tolist():
             index, data = self._shard(sid)
             sel = np.flatnonzero(shard_ids == sid)
@@ -377,6 +292,3 @@ class LocalTarReader:
         state = self.__dict__.copy()
         state["_maps"], state["_pid"] = OrderedDict(), -1
         return state
-
-
-_FIELD_POS = {f: i for i, f in enumerate(IMAGE_FIELDS)}
