@@ -3,7 +3,7 @@
     torchrun --nproc_per_node=N -m training.train --data RELEASE --fusion early --out RUN [options]
 
 DDP (NCCL on GPU, gloo on CPU); cross entropy on the 400 redshift classes; NAdam (lr 3e-4 early fusion,
-1e-4 late fusion, weight decay 1e-7); ReduceLROnPlateau on the validation loss (factor 0.5, patience 6);
+1e-4 late fusion, weight decay 1e-7); ReduceLROnPlateau on the validation loss (factor 0.5, patience 5, min_lr 1e-6, as the released code);
 batch 16 per rank; class-balanced sampling, 1000 batches per rank per epoch; 150 epochs; bf16 autocast on
 GPU. After every epoch: validation loss, NMAD, bias, eta and CDE loss (``mantis_data.metrics``). Rank 0
 writes ``RUN/log.jsonl`` (one JSON record per line), ``RUN/last.pt`` (after every epoch, and every
@@ -108,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 3e-4 early, 1e-4 late)")
     g.add_argument("--weight-decay", type=float, default=1e-7)
     g.add_argument("--plateau-factor", type=float, default=0.5, help="ReduceLROnPlateau factor")
-    g.add_argument("--plateau-patience", type=int, default=6, help="ReduceLROnPlateau patience (epochs)")
-    g.add_argument("--min-lr", type=float, default=0.0, help="ReduceLROnPlateau floor")
+    g.add_argument(
+        "--plateau-patience", type=int, default=5,
+        help="ReduceLROnPlateau patience (epochs): 5 halves after the sixth epoch without improvement (released code)",
+    )
+    g.add_argument("--min-lr", type=float, default=1e-6, help="ReduceLROnPlateau floor (released code: 1e-6)")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps in total")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("run")
@@ -330,6 +333,12 @@ def validate(model, loader, config: ModelConfig, env: DistEnv, transform: Transf
     }
 
 
+def make_scheduler(opt: torch.optim.Optimizer, factor: float = 0.5, patience: int = 5, min_lr: float = 1e-6):
+    """The released learning-rate schedule: ReduceLROnPlateau on the validation loss (the paper's "six epochs":
+    patience 5 halves the rate after the sixth epoch without improvement), never below ``min_lr``."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience, min_lr=min_lr)
+
+
 def _model_config(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
         fusion=args.fusion,
@@ -404,9 +413,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.fusion]
     opt = torch.optim.NAdam(raw_model.parameters(), lr=lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=args.plateau_factor, patience=args.plateau_patience, min_lr=args.min_lr
-    )
+    sched = make_scheduler(opt, args.plateau_factor, args.plateau_patience, args.min_lr)
 
     train_t, eval_t = transforms_of(dcfg)
     on_device = args.transform_on == "device" or (args.transform_on == "auto" and cuda)
