@@ -136,7 +136,8 @@ def test_rng_state_round_trip(tmp_path):
 
     import numpy as np
 
-    from training.train import _rng_state, _set_rng_state
+    from training.checkpoint import rng_state as _rng_state
+    from training.checkpoint import set_rng_state as _set_rng_state
 
     torch.save(_rng_state(torch.device("cpu")), tmp_path / "rng.pt")
     state = torch.load(tmp_path / "rng.pt", weights_only=True)  # as checkpoints are read

@@ -30,7 +30,8 @@ from mantis_data.metrics import METRIC_NAMES
 from mantis_data.models import ModelConfig, build_model, model_inputs
 from mantis_data.redshift import N_BINS, redshift_class
 
-from .train import load_checkpoint, transforms_of
+from .checkpoint import load_checkpoint
+from .train import transforms_of
 
 COMPARED = ("nmad", "bias", "outlier_fraction", "cde_loss")
 """Metrics printed side by side with ``--prior``."""
