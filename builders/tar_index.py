@@ -13,8 +13,26 @@ from pathlib import Path
 from mantis_data.loading.tar import scan_tar
 from mantis_data.loading.tarindex import INDEX_FORMAT, INDEX_SUFFIX, encode_index, samples_digest
 from mantis_data.release import sha256_file
+from mantis_data.schema import IMAGE_FIELDS
 
 from .io import atomic_write_bytes
+
+
+def parquet_options(columns: list[str]) -> dict:
+    """``pyarrow.parquet.write_table`` options of a release shard.
+
+    Image columns: uncompressed (zstd gains ~1.08x on noisy float32), PLAIN (no dictionary), in version-2
+    data pages of up to 1 GiB (one page per column chunk), so that ``mantis_data.loading.pages`` reads
+    their values without decoding; scalar columns zstd with dictionaries. The schema (Array3D) is the same.
+    """
+    images = set(IMAGE_FIELDS)
+    return {
+        "compression": {c: ("none" if c in images else "zstd") for c in columns},
+        "use_dictionary": [c for c in columns if c not in images],
+        "data_page_version": "2.0",
+        "data_page_size": 1 << 30,
+        "write_statistics": ["z", "ra", "dec", "split", "survey", "chunk"],
+    }
 
 
 def write_tar_index(tar_path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections import OrderedDict
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..errors import ReleaseError
 from ..schema import IMAGE_DTYPE, IMAGE_SHAPES
+from .pages import image_values
 from .shards import Shard
 from .tarindex import EBV_FIELDS, samples_digest
 
@@ -64,19 +66,21 @@ class ParquetReader:
         self.unit_sizes = np.asarray(sizes, dtype=np.int64)
         self.unit_starts = np.concatenate([[0], np.cumsum(self.unit_sizes)]).astype(np.int64)
         self._files: dict[int, Any] = {}
+        self._maps: dict[int, tuple] = {}
         self._cache: OrderedDict = OrderedDict()
         self._pid = os.getpid()
+        self.raw_pages = True  # read image values straight from raw pages when the shard has them (pages.py)
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_files"], state["_cache"], state["_pid"] = {}, OrderedDict(), -1
+        state["_files"], state["_maps"], state["_cache"], state["_pid"] = {}, {}, OrderedDict(), -1
         return state
 
     def _file(self, shard_id: int):
         import pyarrow.parquet as pq
 
         if self._pid != os.getpid():
-            self._files, self._cache, self._pid = {}, OrderedDict(), os.getpid()
+            self._files, self._maps, self._cache, self._pid = {}, {}, OrderedDict(), os.getpid()
         f = self._files.get(shard_id)
         if f is None:
             path = self.shards[shard_id].location
@@ -96,16 +100,20 @@ class ParquetReader:
             return hit
         shard_id, rg = self.unit_shard[u], self.unit_rg[u]
         path = self.shards[shard_id].location
+        n = int(self.unit_sizes[u])
+        raw = {f: self._raw_images(shard_id, rg, f, n) for f in images}
+        decode = [f for f in images if raw[f] is None]  # not raw pages (another writer): pyarrow decodes them
         try:
             table = self._file(shard_id).read_row_group(
-                rg, columns=["target_id", *images, "z", *EBV_FIELDS], use_threads=False
+                rg, columns=["target_id", *decode, "z", *EBV_FIELDS], use_threads=False
             )
         except ReleaseError:
             raise
         except Exception as exc:
             raise ReleaseError(f"{path}: cannot decode row group {rg} ({exc}); the shard is corrupt, re-download it") from exc
-        n = table.num_rows
-        out = {f: _array3d_values(table.column(f), n, f, path) for f in images}
+        if table.num_rows != n:
+            raise ReleaseError(f"{path}: row group {rg} holds {table.num_rows} rows, its metadata says {n}")
+        out = {f: raw[f] if raw[f] is not None else _array3d_values(table.column(f), n, f, path) for f in images}
         out["z"] = table.column("z").to_numpy().astype(np.float64, copy=False)
         out["ebv"] = np.stack(
             [table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in EBV_FIELDS], axis=1
@@ -115,6 +123,26 @@ class ParquetReader:
         while len(self._cache) > self.cache_row_groups:
             self._cache.popitem(last=False)
         return out
+
+    def _raw_images(self, shard_id: int, rg: int, field: str, n: int) -> np.ndarray | None:
+        """(n, *shape) float32 view of an image column's raw page values, or None (then pyarrow decodes)."""
+        if not self.raw_pages:
+            return None
+        f = self._file(shard_id)
+        maps = self._maps.get(shard_id)
+        if maps is None:
+            with open(self.shards[shard_id].location, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            leaf = {f.metadata.schema.column(j).path.split(".")[0]: j for j in range(f.metadata.num_columns)}
+            maps = self._maps[shard_id] = (np.frombuffer(mm, dtype=np.uint8), leaf)
+        buf, leaf = maps
+        col = f.metadata.row_group(rg).column(leaf[field])
+        if col.compression != "UNCOMPRESSED":
+            return None
+        start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+        count = n * int(np.prod(IMAGE_SHAPES[field]))
+        values = image_values(buf, int(start), int(col.total_compressed_size), count)
+        return None if values is None else values.reshape(n, *IMAGE_SHAPES[field])
 
     def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row group, row within it) of global indices."""
