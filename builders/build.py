@@ -177,7 +177,7 @@ def build_release(
             "split_fractions": SPLIT_FRACTIONS,
             "max_nan_fraction": assemble_mod.MAX_NAN_FRACTION,
             "parquet_row_group": PARQUET_ROW_GROUP,
-            "parquet_compression": "zstd",
+            "parquet_compression": "zstd for scalar columns; image columns uncompressed PLAIN v2 pages",
         },
         "inputs": {
             "targets": {"path": str(targets_path), "rows": int(len(targets)), "sha256": sha256_file(targets_path)},

@@ -3,16 +3,23 @@
 Two datasets, one sampling plan:
 
 * ``WebDatasetStream``: an ``IterableDataset`` over the WebDataset tar shards, local or by URL. Locally it
-  parses each shard's 512-byte tar headers (PAX and GNU long names included) once per process and copies
-  each sample's three ``.npy`` arrays (headers skipped) out of a memory map of the shard straight into
-  the batch tensors: no ``tarfile``, no decoding. Over ``http(s)://`` or ``file://`` URLs it streams each
-  shard in order.
-* ``ParquetDataset``: a map-style ``Dataset`` over the Parquet shards, memory-mapped, decoding one row
-  group (32 samples) at a time into a small per-worker cache and taking the Array3D values buffer
-  zero-copy (no nested-list decoding). ``ds[i]`` is one sample; ``ds[request]`` a whole batch.
+  takes each shard's offset index from the file the builder writes beside it (``tarindex``; a shard
+  without one is scanned once per process with ``tarfile``) and copies each sample's three ``.npy``
+  arrays out of a memory map of the shard straight into the batch tensors. Over ``http(s)://`` or
+  ``file://`` URLs it streams each shard in order through ``tarfile``.
+* ``ParquetDataset``: a map-style ``Dataset`` over the Parquet shards, memory-mapped; the image cubes
+  are ``numpy`` views of the raw page values (``pages``), or pyarrow's decoding of one row group
+  (32 samples) at a time for shards written otherwise. ``ds[i]`` is one sample; ``ds[request]`` a batch.
 
 ``make_loader`` wraps either in a ``MantisLoader`` (a ``DataLoader`` whose batches the datasets build
-themselves) with ``set_epoch``, ``state_dict`` and ``load_state_dict``.
+themselves) with ``set_epoch``, ``state_dict`` and ``load_state_dict``; its settings are one frozen
+``LoaderConfig``. At open both datasets check the shards against the MANIFEST (sizes, sample keys and
+redshifts; ``verify="sha256"``: every byte, hashed in the background).
+
+Modules, one job each: ``shards`` (release and MANIFEST), ``tarindex`` and ``tar`` (tar shards),
+``pages`` and ``parquet`` (Parquet shards), ``verify`` (sha256), ``redshifts``, ``seeds``, ``plan`` (the
+per-epoch order), ``batch`` (batch assembly, shared-memory slots), ``stream`` and ``mapstyle`` (the
+datasets), ``config`` and ``loader``.
 
 Sampling (``order``), identical for both datasets:
 
