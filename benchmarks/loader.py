@@ -108,7 +108,7 @@ def bench_ceiling(ctx, workers: int) -> float:
     """samples/s of max(1, workers) processes copying the image bytes out of memmapped tar shards."""
     procs_n = max(1, workers)
     spans = ctx.spans
-    q = mp.get_context("fork")
+    q = mp.get_context("spawn")  # not fork: the peers' threads (MDS, litdata, HF) can hold locks a fork copies
     barrier, queue = q.Barrier(procs_n), q.Queue()
     procs = [q.Process(target=_memmap_worker, args=(spans[w::procs_n], ctx.batch_size, ctx.seconds, barrier, queue))
              for w in range(procs_n)]
