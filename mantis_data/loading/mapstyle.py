@@ -92,16 +92,18 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         units, rows = self.reader.locate(idx)
 
         def fill(raw: dict[str, torch.Tensor]):
-            arrays = {f: t.numpy() for f, t in raw.items()}
+            # copied as bytes: raw page values need not be 4-byte aligned, and numpy's unaligned float copy is slow
+            arrays = [(t.numpy().reshape(n, -1).view(np.uint8), f) for f, t in raw.items()]
             keys: list[str] = [""] * n
             z, ebv = np.empty(n), np.empty((n, 2))
             for u in np.unique(units):
                 sel = np.flatnonzero(units == u)
                 r = rows[sel]
                 data = self.reader.unit(int(u), self.images)
+                src = [(dst, data[f].reshape(len(data[f]), -1).view(np.uint8)) for dst, f in arrays]
                 for i, rr in zip(sel.tolist(), r.tolist(), strict=True):
-                    for f in self.images:
-                        arrays[f][i] = data[f][rr]
+                    for dst, s in src:
+                        dst[i] = s[rr]
                     keys[i] = data["keys"][rr]
                 z[sel] = data["z"][r]
                 ebv[sel] = data["ebv"][r]

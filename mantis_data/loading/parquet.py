@@ -40,6 +40,9 @@ def _array3d_values(col, n: int, field: str, path: str) -> np.ndarray:
 class ParquetReader:
     """Memory-mapped Parquet shards of a split, decoded one row group at a time into an LRU cache."""
 
+    SCALAR_SHARDS = 64
+    """Shards whose keys, z and E(B-V) are kept decoded (a few hundred kB each)."""
+
     def __init__(self, shards: list[Shard], cache_row_groups: int, verify: str = "size"):
         import pyarrow.parquet as pq
 
@@ -64,16 +67,19 @@ class ParquetReader:
                 self.unit_shard.append(i)
                 self.unit_rg.append(rg)
         self.unit_sizes = np.asarray(sizes, dtype=np.int64)
+        self.shard_first_unit = [self.unit_shard.index(i) for i in range(len(shards))]
         self.unit_starts = np.concatenate([[0], np.cumsum(self.unit_sizes)]).astype(np.int64)
         self._files: dict[int, Any] = {}
         self._maps: dict[int, tuple] = {}
         self._cache: OrderedDict = OrderedDict()
+        self._scalar_cache: OrderedDict = OrderedDict()
         self._pid = os.getpid()
         self.raw_pages = True  # read image values straight from raw pages when the shard has them (pages.py)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_files"], state["_maps"], state["_cache"], state["_pid"] = {}, {}, OrderedDict(), -1
+        state["_scalar_cache"] = OrderedDict()
         return state
 
     def _file(self, shard_id: int):
@@ -81,6 +87,7 @@ class ParquetReader:
 
         if self._pid != os.getpid():
             self._files, self._maps, self._cache, self._pid = {}, {}, OrderedDict(), os.getpid()
+            self._scalar_cache = OrderedDict()
         f = self._files.get(shard_id)
         if f is None:
             path = self.shards[shard_id].location
@@ -103,25 +110,47 @@ class ParquetReader:
         n = int(self.unit_sizes[u])
         raw = {f: self._raw_images(shard_id, rg, f, n) for f in images}
         decode = [f for f in images if raw[f] is None]  # not raw pages (another writer): pyarrow decodes them
-        try:
-            table = self._file(shard_id).read_row_group(
-                rg, columns=["target_id", *decode, "z", *EBV_FIELDS], use_threads=False
-            )
-        except ReleaseError:
-            raise
-        except Exception as exc:
-            raise ReleaseError(f"{path}: cannot decode row group {rg} ({exc}); the shard is corrupt, re-download it") from exc
-        if table.num_rows != n:
-            raise ReleaseError(f"{path}: row group {rg} holds {table.num_rows} rows, its metadata says {n}")
+        table = self._read(shard_id, rg, decode) if decode else None
         out = {f: raw[f] if raw[f] is not None else _array3d_values(table.column(f), n, f, path) for f in images}
-        out["z"] = table.column("z").to_numpy().astype(np.float64, copy=False)
-        out["ebv"] = np.stack(
-            [table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in EBV_FIELDS], axis=1
-        )
-        out["keys"] = table.column("target_id").to_pylist()
+        sc = self._scalars(shard_id)  # the whole shard's keys, z and ebv, read once
+        lo = int(self.unit_starts[u] - self.unit_starts[self.shard_first_unit[shard_id]])
+        out["z"], out["ebv"], out["keys"] = sc["z"][lo : lo + n], sc["ebv"][lo : lo + n], sc["keys"][lo : lo + n]
         self._cache[key] = out
         while len(self._cache) > self.cache_row_groups:
             self._cache.popitem(last=False)
+        return out
+
+    def _read(self, shard_id: int, rg: int | None, columns: list[str]):
+        """pyarrow table of some columns of one row group (``rg`` None: the whole shard)."""
+        path = self.shards[shard_id].location
+        f = self._file(shard_id)
+        try:
+            if rg is None:
+                table = f.read(columns=columns, use_threads=False)
+            else:
+                table = f.read_row_group(rg, columns=columns, use_threads=False)
+        except Exception as exc:
+            raise ReleaseError(f"{path}: cannot decode {columns} ({exc}); the shard is corrupt, re-download it") from exc
+        return table
+
+    def _scalars(self, shard_id: int) -> dict:
+        """keys, z, ebv of every row of a shard (an LRU of ``SCALAR_SHARDS`` shards)."""
+        hit = self._scalar_cache.get(shard_id)
+        if hit is not None:
+            self._scalar_cache.move_to_end(shard_id)
+            return hit
+        table = self._read(shard_id, None, ["target_id", "z", *EBV_FIELDS])
+        if table.num_rows != self.shards[shard_id].samples:
+            raise ReleaseError(f"{self.shards[shard_id].location}: holds {table.num_rows} rows, the manifest says "
+                               f"{self.shards[shard_id].samples}")
+        out = {
+            "z": table.column("z").to_numpy().astype(np.float64, copy=False),
+            "ebv": np.stack([table.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in EBV_FIELDS], 1),
+            "keys": table.column("target_id").to_pylist(),
+        }
+        self._scalar_cache[shard_id] = out
+        while len(self._scalar_cache) > self.SCALAR_SHARDS:
+            self._scalar_cache.popitem(last=False)
         return out
 
     def _raw_images(self, shard_id: int, rg: int, field: str, n: int) -> np.ndarray | None:
