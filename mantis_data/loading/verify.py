@@ -46,14 +46,15 @@ def _save_cache(path: Path, entries: dict) -> None:
         pass
 
 
-def file_sha256(path: str, block: int = 1 << 22) -> str:
+def file_sha256(path: str, block: int = 1 << 22, cache: Path | None = None) -> str:
     """Hex sha256 of a local file, remembered (in this process and in the cache file) by path, size and mtime."""
+    cache = cache or cache_path()
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     with _LOCK:
         if key in _MEMO:
             return _MEMO[key]
-        cached = _load_cache(cache_path()).get(key[0])
+        cached = _load_cache(cache).get(key[0])
     if cached and cached.get("bytes") == st.st_size and cached.get("mtime_ns") == st.st_mtime_ns:
         digest = cached["sha256"]
     else:
@@ -63,9 +64,9 @@ def file_sha256(path: str, block: int = 1 << 22) -> str:
                 h.update(chunk)
         digest = h.hexdigest()
         with _LOCK:
-            entries = _load_cache(cache_path())
+            entries = _load_cache(cache)
             entries[key[0]] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-            _save_cache(cache_path(), entries)
+            _save_cache(cache, entries)
     with _LOCK:
         _MEMO[key] = digest
     return digest
@@ -78,13 +79,14 @@ class ShardVerifier:
         extra = [s.index for s in files if getattr(s, "index", None) is not None and os.path.exists(s.index.location)]
         self.files = [f for f in (*files, *extra) if f.sha256]
         self.problems: list[str] = []
+        self.cache = cache_path()  # fixed now: the thread must not follow later changes of the environment
         self._thread = threading.Thread(target=self._run, name="mantis-sha256", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for f in self.files:
             try:
-                if file_sha256(f.location) != f.sha256:
+                if file_sha256(f.location, cache=self.cache) != f.sha256:
                     self.problems.append(f"{f.location}: sha256 differs from the MANIFEST's (corrupted or changed file; re-download it)")
             except OSError as exc:
                 self.problems.append(f"{f.location}: cannot hash ({exc})")
