@@ -157,8 +157,10 @@ def _check_index(path: Path, tar_path: Path, expected_samples: int) -> str | Non
         index, tar_bytes = decode_index(path.read_bytes(), str(path), str(tar_path))
     except ReleaseError as exc:
         return str(exc).split(": ", 1)[-1]
-    if not tar_path.exists() or tar_path.stat().st_size != tar_bytes:
-        return f"written for a {tar_bytes}-byte {tar_path.name}, which is missing or has another size"
+    if not tar_path.exists():
+        return None  # the missing tar is the problem, reported on its own line
+    if tar_path.stat().st_size != tar_bytes:
+        return f"written for a {tar_bytes}-byte {tar_path.name}, which has {tar_path.stat().st_size} bytes"
     if len(index) != expected_samples:
         return f"indexes {len(index)} samples, manifest says {expected_samples}"
     return None
@@ -201,7 +203,9 @@ def verify(root: str | Path, progress: bool = False) -> list[str]:
         elif fmt == "parquet":
             why = _check_parquet(path, int(info["samples"]))
         elif fmt == "webdataset-index":
-            why = _check_index(path, release.root / rel[: -len(".idx")], int(info["samples"]))
+            tar_rel = rel[: -len(".idx")]
+            tar_bad = any(p.startswith(f"{tar_rel}:") for p in problems)  # its tar is reported already
+            why = None if tar_bad else _check_index(path, release.root / tar_rel, int(info["samples"]))
         else:
             why = None
         if why:

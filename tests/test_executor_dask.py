@@ -182,7 +182,7 @@ def test_killing_the_client_mid_build_and_rerunning_keeps_finished_shards(cluste
     assert not (out / MANIFEST_NAME).exists()
     stage = out / STAGE_DIR  # a killed build leaves its finished shards in the stage, nothing in the release folders
     kept = [p.relative_to(stage) for name in finished for p in stage.glob(f"mantis_shrimp*/data/{name}.*")]
-    assert len(kept) == 2 * len(finished)
+    assert len(kept) == 3 * len(finished)  # tar, its offset index, parquet
     mtimes = {p: (stage / p).stat().st_mtime_ns for p in kept}
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 
+from .._io import atomic_write_bytes
 from ..errors import ReleaseError
 from .shards import ShardFile
 
@@ -37,11 +37,7 @@ def _load_cache(path: Path) -> dict:
 
 def _save_cache(path: Path, entries: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sha256-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(entries, fh)
-        os.replace(tmp, path)
+        atomic_write_bytes(json.dumps(entries).encode(), path, fsync=False)
     except OSError:  # a read-only home only costs a rehash next time
         pass
 
