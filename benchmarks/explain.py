@@ -28,7 +28,7 @@ def galaxies(release: str | None, n: int) -> list[tuple[dict, np.ndarray]]:
     from mantis_data.bands import SURVEY_ORDER, SURVEYS
 
     if release:
-        from mantis_data.loaders import make_loader
+        from mantis_data.loading import make_loader
 
         loader = make_loader(release, "test", order="sequential", batch_size=n, num_workers=0,
                              images=SURVEY_ORDER, rank=0, world_size=1)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from mantis_data.loaders import make_loader, to_device  # noqa: E402
+from mantis_data.loading import make_loader, to_device  # noqa: E402
 from mantis_data.models import ModelConfig, build_model, model_inputs  # noqa: E402
 from training.train import transforms_of  # noqa: E402
 

@@ -308,7 +308,7 @@ def _build_locked(
             "split": split_info,
             "max_nan_fraction": assemble_mod.MAX_NAN_FRACTION,
             "parquet_row_group": PARQUET_ROW_GROUP,
-            "parquet_compression": "zstd",
+            "parquet_compression": "zstd for scalar columns; image columns uncompressed PLAIN v2 pages",
         },
         "inputs": {
             "targets": {"path": str(targets_path), "rows": int(len(targets)), "sha256": sha256_file(targets_path)},

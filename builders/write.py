@@ -26,6 +26,7 @@ from mantis_data.schema import SPLITS, samples_to_table, validate_sample, webdat
 from .assemble import Target, assemble
 from .io import atomic_path
 from .split import shuffle_key
+from .tar_index import add_index_and_digests, parquet_options
 
 PARQUET_ROW_GROUP = 32
 """Samples per Parquet row group (~19 MB of images): the unit a map-style reader decodes."""
@@ -153,13 +154,7 @@ def write_parquet(samples: list[dict], path: Path) -> None:
     """Write samples as a Parquet file with Array3D image columns, atomically."""
     table = samples_to_table(samples)
     with atomic_path(path) as tmp:
-        pq.write_table(
-            table,
-            tmp,
-            row_group_size=PARQUET_ROW_GROUP,
-            compression="zstd",
-            write_statistics=["z", "ra", "dec", "split", "survey", "chunk"],
-        )
+        pq.write_table(table, tmp, row_group_size=PARQUET_ROW_GROUP, **parquet_options(table.column_names))
 
 
 TARGET_ATTEMPTS = 2
@@ -227,4 +222,5 @@ def run_shard(task: ShardTask, source: CutoutSource, out_root: str | Path) -> Sh
             "split": task.split,
             "format": fmt,
         }
+    add_index_and_digests(result.files, out_root, samples)  # the tar's offset index, per-shard samples digest
     return result

@@ -89,7 +89,7 @@ def sample_features(ps1, galex, unwise, ebv) -> np.ndarray:
 def release_features(release, split: str, target_ids, progress: bool = False, format: str = "webdataset") -> np.ndarray:
     """(n, 83) features of the galaxies ``target_ids`` (in that order) of ``split`` of a release."""
     from .bands import SURVEY_ORDER
-    from .loaders import make_loader
+    from .loading import make_loader
 
     want = {t: i for i, t in enumerate(np.asarray(target_ids).astype(str))}
     out = np.full((len(want), len(FEATURE_NAMES)), np.nan)

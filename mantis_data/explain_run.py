@@ -113,7 +113,7 @@ def explain_release(
         plot_vs_redshift,
         write_csv,
     )
-    from .loaders import make_loader
+    from .loading import make_loader
 
     out, release = Path(out), Path(release)
     edges = DEFAULT_EDGES if edges is None else tuple(edges)

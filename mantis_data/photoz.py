@@ -129,6 +129,10 @@ class PhotoZResult:
     ``ps1_nan_frac`` (per band g r i z y, before NaN -> 0), ``below_dec_-30`` and ``outside_ps1``.
     ``ebv``: (ebv_csfd, ebv_planck) mag as fed to the model (a map without data there gives 0).
     ``images``: the cleaned stamps per survey (linear flux) when asked for.
+    ``calibrated``: with a CalPIT calibrator, the recalibrated PMF and its summary
+    (``{"pmf", "z_mean", "z_mode", "intervals"}``, as above). ``explanation``: after ``ForcedPhotoZ.explain``,
+    the band importance (``shapley``, ``mm_shap`` per band, ``survey_shapley``, ``survey_mm_shap``, ``v_all``,
+    ``v_none``, ``seed``, ``seconds``; redshift units).
     """
 
     ra: float
@@ -142,6 +146,8 @@ class PhotoZResult:
     flags: dict[str, Any] = field(default_factory=dict)
     ebv: tuple[float, float] | None = None
     images: dict[str, np.ndarray] | None = None
+    calibrated: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,6 +169,14 @@ class PhotoZResult:
                        ebv={"ebv_csfd": self.ebv[0], "ebv_planck": self.ebv[1]} if self.ebv else None)
             if pmf:
                 out["pmf"] = [float(p) for p in self.pmf]
+            if self.calibrated is not None:
+                c = self.calibrated
+                out["calibrated"] = {"z_mean": c["z_mean"], "z_mode": c["z_mode"],
+                                     "intervals": {f"{lvl:g}": list(v) for lvl, v in c["intervals"].items()}}
+                if pmf:
+                    out["calibrated"]["pmf"] = [float(p) for p in c["pmf"]]
+            if self.explanation is not None:
+                out["explanation"] = {k: v for k, v in self.explanation.items()}
         return out
 
 
@@ -208,6 +222,25 @@ def transform_of(data_config: dict[str, Any]):
     return Transform(cfg, train=False)
 
 
+def load_calibrator(calibrator):
+    """None, a ``Calibrator``, or the one in a CalPIT folder (``Calibrator.load``; errors name the folder)."""
+    if calibrator is None or hasattr(calibrator, "apply"):
+        return calibrator
+    from .calibrate import Calibrator
+
+    folder = Path(calibrator)
+    if not folder.is_dir():
+        raise InputDataError(f"--calibrator {folder} is not a folder; make one with 'mantis-data calibrate fit' "
+                             "(or give the folder of the released calpit_checkpoint.pt, calpit_mean.npy, calpit_std.npy)")
+    try:
+        return Calibrator.load(folder)
+    except MantisDataError as exc:
+        raise InputDataError(f"--calibrator {folder}: {exc}; make one with 'mantis-data calibrate fit'") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputDataError(f"--calibrator {folder} is not a CalPIT folder ({type(exc).__name__}: {exc}); "
+                             "make one with 'mantis-data calibrate fit'") from None
+
+
 def default_cache() -> Path:
     """The default cutout cache: $MANTIS_DATA_CACHE, else $XDG_CACHE_HOME/mantis-data/cutouts (~/.cache/...)."""
     env = os.environ.get("MANTIS_DATA_CACHE")
@@ -222,8 +255,11 @@ class ForcedPhotoZ:
     checkpoint: the published ``best_early.pt`` or a training checkpoint (``mantis_data.models.load_released``);
     cache: cutout cache folder; fetch: service URLs, politeness, retries (``FetchConfig``); dust, dust_dir:
     the E(B-V) maps the model was trained with (``mantis_data.dust``; the published model: csfd-planck);
-    device: 'cpu', 'cuda' or 'auto'; batch_size: coordinates per model call. ``timings`` accumulates
-    seconds per stage: fetch, read (cache files + quality rules), dust, preprocess (transform), model.
+    device: 'cpu', 'cuda' or 'auto'; batch_size: coordinates per model call. calibrator: a CalPIT folder
+    (``mantis-data calibrate fit``, or the released files; ``mantis_data.calibrate.Calibrator.load``) or a
+    ``Calibrator``: every prediction then also gets ``calibrated`` (``Calibrator.apply`` on its PMF and the
+    83 features of its stamps, ``sample_features``). ``timings`` accumulates seconds per stage: fetch, read
+    (cache files + quality rules), dust, preprocess (transform), model, calibrate, explain.
     """
 
     def __init__(
@@ -237,6 +273,7 @@ class ForcedPhotoZ:
         device: str = "cpu",
         batch_size: int = 64,
         check_hash: bool | str = False,
+        calibrator=None,
     ):
         import torch
 
@@ -246,6 +283,7 @@ class ForcedPhotoZ:
 
         if batch_size < 1:
             raise InputDataError(f"batch size must be >= 1, not {batch_size}")
+        self.calibrator = load_calibrator(calibrator)  # a bad folder fails before the model is loaded
         self.fetch_config = fetch or FetchConfig()
         self.cache = Path(cache) if cache is not None else default_cache()
         self.dust = DustMaps(dust, dust_dir)  # names any missing map file before the model is loaded
@@ -360,6 +398,49 @@ class ForcedPhotoZ:
                 s = summarise(r.pmf)
                 r.z_mean, r.z_mode, r.intervals = s["z_mean"], s["z_mode"], s["intervals"]
                 r.ebv = (float(eb[0]), float(eb[1]))
+        if self.calibrator is not None:
+            self._calibrate(results)
+
+    def _calibrate(self, results: list[PhotoZResult]) -> None:
+        """``calibrated`` of accepted results: CalPIT on their PMFs with their stamps' 83 features."""
+        from .calibrate import sample_features
+
+        t0 = time.perf_counter()
+        feats = np.stack([sample_features(r.images["ps1"], r.images["galex"], r.images["unwise"], r.ebv)
+                          for r in results])
+        with self._model_lock:
+            new = self.calibrator.apply(np.stack([r.pmf for r in results]), feats)
+        for r, p in zip(results, np.atleast_2d(new), strict=True):
+            p = np.asarray(p, dtype=np.float32)
+            r.calibrated = {"pmf": p, **summarise(p)}
+        self._time("calibrate", t0)
+
+    def explain(self, result: PhotoZResult, *, seed: int = 0, batch_size: int = 128) -> dict[str, Any]:
+        """Band importance of one prediction (needs its stamps: ``keep_images=True``); sets ``result.explanation``.
+
+        ``mantis_data.explain.explain_galaxy`` with this predictor's model and transform on the result's
+        cleaned stamps and E(B-V), baseline noise seeded by ``galaxy_seed(target_id, seed)``: exact Shapley
+        values over the bands (512 coalitions) and the surveys (8), and MM-SHAP. Slow for ConvNeXt-Large
+        on a CPU (minutes); seconds for small models. Raises InputDataError for a result without a prediction.
+        """
+        from .explain import ExplainModel, explain_galaxy, galaxy_seed
+
+        if not result.ok or not result.images:
+            raise InputDataError(f"no band importance at RA {result.ra:g}, Dec {result.dec:g}: "
+                                 + (result.reason or "its stamps were not kept (predict with keep_images=True)"))
+        t0 = time.perf_counter()
+        s = galaxy_seed(result.target_id, seed)
+        em = ExplainModel(self.model, self.model.config, self.transform)
+        with self._model_lock:
+            out = explain_galaxy(em, result.images["ps1"], result.images["galex"], result.images["unwise"],
+                                 result.ebv, seed=s, batch_size=batch_size)
+        result.explanation = {
+            "bands": list(out["bands"]), "shapley": out["shapley"], "mm_shap": out["mm_shap"],
+            "survey_shapley": out["survey_shapley"], "survey_mm_shap": out["survey_mm_shap"],
+            "v_all": out["v_all"], "v_none": out["v_none"], "seed": s, "seconds": out["seconds"],
+        }
+        self._time("explain", t0)
+        return result.explanation
 
     def predict(self, ra, dec, *, keep_images: bool = False, fetch: bool = True) -> list[PhotoZResult]:
         """Forced photo-z of coordinates (arrays of degrees, validated): one result per coordinate, in order.

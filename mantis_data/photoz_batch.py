@@ -10,6 +10,9 @@ rerun reads the parts, skips their rows and goes on; at the end it writes
 - ``<out>``: one row per coordinate with a prediction, in the predictions format (``target_id``, ``z``,
   ``pmf``; docs/predictions.md) plus ``row``, ``ra``, ``dec``, ``z_mean``, ``z_mode``, ``z_lo68``,
   ``z_hi68``, ``z_lo95``, ``z_hi95``, ``ebv_csfd``, ``ebv_planck`` and the flags;
+- with a calibrator (``--calibrator``), ``<out stem>.calibrated.parquet`` beside it: the same rows with the
+  CalPIT-recalibrated PMF as ``pmf`` and its ``z_mean``, ``z_mode``, ``z_lo68`` ... ``z_hi95``, so that
+  ``mantis-data evaluate`` scores it as it is (the part files keep it as ``pmf_cal``);
 - ``<out>.failed.csv``: ``row``, ``target_id``, ``ra``, ``dec``, ``reason`` of every other coordinate
   (a coordinate that cannot be read, no coverage, a rejection by the quality rules, a service failure).
 """
@@ -71,13 +74,42 @@ def _parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _part_table(rows, ids, ra, dec, z, results, reasons):
-    """A part's Arrow table: one row per coordinate (pmf null where there is none)."""
+SUMMARY_COLUMNS = ("z_mean", "z_mode", "z_lo68", "z_hi68", "z_lo95", "z_hi95")
+
+
+def calibrated_path(out: Path) -> Path:
+    """The calibrated predictions file beside ``out``: ``preds.parquet`` -> ``preds.calibrated.parquet``."""
+    return out.with_name(out.stem + ".calibrated" + (out.suffix or ".parquet"))
+
+
+def _summary_cols(summaries: list) -> dict[str, np.ndarray]:
+    cols = {k: np.full(len(summaries), np.nan) for k in SUMMARY_COLUMNS}
+    for i, s in enumerate(summaries):
+        if s is not None:
+            cols["z_mean"][i], cols["z_mode"][i] = s["z_mean"], s["z_mode"]
+            (cols["z_lo68"][i], cols["z_hi68"][i]), (cols["z_lo95"][i], cols["z_hi95"][i]) = (
+                s["intervals"][0.68], s["intervals"][0.95])
+    return cols
+
+
+def _part_table(rows, ids, ra, dec, z, results, reasons, calibrated: bool = False):
+    """A part's Arrow table: one row per coordinate (pmf null where there is none; ``pmf_cal`` etc. if calibrated)."""
     import pyarrow as pa
 
     from .redshift import N_BINS
 
     n = len(rows)
+    extra = {}
+    if calibrated:
+        cal = [r.calibrated if (r is not None and r.ok) else None for r in results]
+        cal_pmf = np.zeros((n, N_BINS), np.float32)
+        for i, c in enumerate(cal):
+            if c is not None:
+                cal_pmf[i] = c["pmf"]
+        has = np.array([c is not None for c in cal], bool)
+        extra["pmf_cal"] = pa.FixedSizeListArray.from_arrays(pa.array(cal_pmf.reshape(-1), pa.float32()), N_BINS,
+                                                             mask=pa.array(~has))
+        extra.update({f"{k}_cal": pa.array(v, pa.float64()) for k, v in _summary_cols(cal).items()})
     pmf = np.zeros((n, N_BINS), np.float32)
     ok = np.zeros(n, bool)
     num = {k: np.full(n, np.nan) for k in ("z_mean", "z_mode", "z_lo68", "z_hi68", "z_lo95", "z_hi95",
@@ -105,6 +137,7 @@ def _part_table(rows, ids, ra, dec, z, results, reasons):
         "ra": pa.array(ra, pa.float64()), "dec": pa.array(dec, pa.float64()), "z": pa.array(z, pa.float64()),
         "reason": pa.array(reasons, pa.string()), "pmf": pmf_col,
         **{k: pa.array(v, pa.float64()) for k, v in num.items()}, **{k: pa.array(v, pa.bool_()) for k, v in flags.items()},
+        **extra,
     })
 
 
@@ -146,7 +179,12 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
     n = len(cat["row"])
     parts = _parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
-    done, _ = _done_parts(parts, cat["target_id"])
+    calibrated = getattr(pz, "calibrator", None) is not None
+    done, tables = _done_parts(parts, cat["target_id"])
+    for t in tables:
+        if ("pmf_cal" in t.column_names) != calibrated:
+            raise InputDataError(f"{parts} was written {'without' if calibrated else 'with'} --calibrator; rerun as "
+                                 f"before, or delete {parts} (or use another --out)")
     todo = np.array([i for i in range(n) if i not in done], dtype=np.int64)
     t0 = time.perf_counter()
     timings0 = dict(pz.timings)
@@ -180,7 +218,7 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
                 for k, r in zip(good, pz.predict(ra[good], dec[good], fetch=False), strict=True):
                     results[k] = r
                     reasons[k] = r.reason
-                table = _part_table(rows, cat["target_id"][rows], ra, dec, cat["z"][rows], results, reasons)
+                table = _part_table(rows, cat["target_id"][rows], ra, dec, cat["z"][rows], results, reasons, calibrated)
                 _write_atomic_parquet(table, parts / f"part-{int(rows[0]):09d}.parquet")
                 bar.update(len(rows))
     finally:
@@ -193,13 +231,20 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
     good_t = full.filter(ok_mask)
     pmf = good_t.column("pmf").combine_chunks()
     pmf = pa.FixedSizeListArray.from_arrays(pmf.flatten().cast(pa.float32()), N_BINS) if len(good_t) else pmf
+    cal_names = [c for c in good_t.column_names if c == "pmf_cal" or c.endswith("_cal")]
     cols = {"target_id": good_t.column("target_id"), "z": good_t.column("z"), "pmf": pmf}
     for c in good_t.column_names:
-        if c not in cols and c not in ("reason",):
+        if c not in cols and c != "reason" and c not in cal_names:
             cols[c] = good_t.column(c)
-    preds = pa.table(cols).replace_schema_metadata(
-        {"mantis_data.format": PREDICTIONS_FORMAT, "mantis_data.grid": f"0:{GRID[-1]:g}:{N_BINS}"})
+    meta = {"mantis_data.format": PREDICTIONS_FORMAT, "mantis_data.grid": f"0:{GRID[-1]:g}:{N_BINS}"}
+    preds = pa.table(cols).replace_schema_metadata(meta)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if calibrated:  # the calibrated PMF as the pmf of a second predictions file; written first, out last
+        pcal = good_t.column("pmf_cal").combine_chunks()
+        pcal = pa.FixedSizeListArray.from_arrays(pcal.flatten().cast(pa.float32()), N_BINS) if len(good_t) else pcal
+        ccols = {**cols, "pmf": pcal, **{k: good_t.column(f"{k}_cal") for k in SUMMARY_COLUMNS}}
+        _write_atomic_parquet(pa.table(ccols).replace_schema_metadata({**meta, "mantis_data.calibrated": "calpit"}),
+                              calibrated_path(out))
     _write_atomic_parquet(preds, out)
     bad = full.filter(pc.invert(ok_mask)).select(["row", "target_id", "ra", "dec", "reason"]).to_pandas()
     failed_csv = out.with_name(out.name + ".failed.csv")
@@ -215,6 +260,7 @@ def predict_catalog(pz, coords: Path, out: Path, chunk: int = 256, progress: boo
         "seconds": seconds, "coords_per_s": len(todo) / seconds if seconds > 0 else float("nan"),
         "timings": {k: v - timings0.get(k, 0.0) for k, v in pz.timings.items()},
         "out": str(out), "failed_csv": str(failed_csv),
+        "calibrated": str(calibrated_path(out)) if calibrated else None,
     }
 
 
@@ -231,5 +277,5 @@ def run_batch(args) -> int:
     failed = sum(s["failed"].values())
     print(f"{s['n']} coordinates: {s['ok']} predictions, {failed} without ({', '.join(f'{k} {v}' for k, v in sorted(s['failed'].items())) or 'none'}); "
           f"{s['already_done']} were already done; {s['seconds']:.1f} s ({s['coords_per_s']:.1f} coordinates/s)")
-    print(f"wrote {s['out']} and {s['failed_csv']}")
+    print(f"wrote {s['out']}" + (f", {s['calibrated']} (CalPIT)" if s["calibrated"] else "") + f" and {s['failed_csv']}")
     return 0

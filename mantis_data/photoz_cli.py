@@ -1,8 +1,12 @@
 """``mantis-data photoz`` (one coordinate, or a CSV of them) and ``mantis-data serve`` (the web app).
 
     mantis-data photoz --ra 150.1 --dec 2.2 --checkpoint best_early.pt [--png photoz.png --json photoz.json]
-    mantis-data photoz --coords coords.csv --out preds.parquet --checkpoint best_early.pt
-    mantis-data serve --checkpoint best_early.pt [--host 127.0.0.1 --port 8000]
+                       [--calibrator CALPIT/] [--explain]
+    mantis-data photoz --coords coords.csv --out preds.parquet --checkpoint best_early.pt [--calibrator CALPIT/]
+    mantis-data serve --checkpoint best_early.pt [--calibrator CALPIT/] [--host 127.0.0.1 --port 8000]
+
+``--calibrator`` adds the CalPIT-recalibrated PMF beside the raw one (in batch mode as a second predictions
+file, ``<out stem>.calibrated.parquet``); ``--explain`` the band importance of the one galaxy.
 
 Batch mode (``--coords``) is resumable: each chunk of coordinates is written, atomically, as a part file
 in ``<out>.parts/`` when it is done; a rerun skips the coordinates already in a part (their cutouts are in
@@ -43,6 +47,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dust-dir", type=Path, default=None, help="dustmaps data directory (default: dustmaps' own)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs (auto: cuda if available)")
     p.add_argument("--batch-size", type=int, default=64, help="coordinates per model call")
+    p.add_argument("--calibrator", type=Path, default=None,
+                   help="CalPIT folder (mantis-data calibrate fit, or the released files): adds the calibrated PMF")
 
 
 def make_predictor(args: argparse.Namespace):
@@ -58,7 +64,8 @@ def make_predictor(args: argparse.Namespace):
         timeout_s=args.timeout, attempts=args.attempts, backoff_s=args.backoff,
     )
     return ForcedPhotoZ(args.checkpoint, args.cache, fetch, dust=args.dust, dust_dir=args.dust_dir,
-                        device=args.device, batch_size=args.batch_size, check_hash=args.check_hash)
+                        device=args.device, batch_size=args.batch_size, check_hash=args.check_hash,
+                        calibrator=getattr(args, "calibrator", None))
 
 
 def format_result(r) -> str:
@@ -70,6 +77,19 @@ def format_result(r) -> str:
         lines += [f"  z = {r.z_mean:.6f} (expectation)   mode {r.z_mode:.3f}",
                   f"  68% interval [{lo68:.4f}, {hi68:.4f}]   95% interval [{lo95:.4f}, {hi95:.4f}]",
                   f"  E(B-V) csfd {r.ebv[0]:.4f}, planck {r.ebv[1]:.4f}"]
+        if r.calibrated is not None:
+            c = r.calibrated
+            (clo68, chi68), (clo95, chi95) = c["intervals"][0.68], c["intervals"][0.95]
+            lines += [f"  calibrated (CalPIT): z = {c['z_mean']:.6f}   mode {c['z_mode']:.3f}",
+                      f"  calibrated 68% interval [{clo68:.4f}, {chi68:.4f}]   95% interval [{clo95:.4f}, {chi95:.4f}]"]
+        if r.explanation is not None:
+            e = r.explanation
+            lines.append(f"  band importance (exact Shapley, V(all) = {e['v_all']:.6f}, V(none) = {e['v_none']:.6f}):")
+            lines.append("    band   " + " ".join(f"{b:>9}" for b in e["shapley"]))
+            lines.append("    Shapley" + " ".join(f"{v:+9.5f}" for v in e["shapley"].values()))
+            lines.append("    MM-SHAP" + " ".join(f"{v:9.3f}" for v in e["mm_shap"].values()))
+            lines.append("    surveys: " + ", ".join(f"{s} {v:+.4f} (MM-SHAP {e['survey_mm_shap'][s]:.3f})"
+                                                    for s, v in e["survey_shapley"].items()))
     flags = [k for k in ("no_galex_coverage", "below_dec_-30", "outside_ps1") if r.flags.get(k)]
     frac = r.flags.get("ps1_nan_frac")
     if frac is not None and (frac > 0).any():
@@ -91,6 +111,8 @@ def run_single(args: argparse.Namespace) -> int:
     pz = make_predictor(args)
     try:
         r = pz.predict([ra], [dec], keep_images=True)[0]
+        if args.explain and r.ok:
+            pz.explain(r, seed=args.seed)
     finally:
         pz.close()
     png, js = Path(args.png), Path(args.json)
@@ -113,6 +135,9 @@ def register(subparsers) -> None:
     where.add_argument("--dec", help="declination: degrees (2.2, +02:12:00, 2d12m)")
     where.add_argument("--png", default="photoz.png", help="figure: the nine cutouts and the PMF")
     where.add_argument("--json", default="photoz.json", help="numbers, flags and the PMF")
+    where.add_argument("--explain", action="store_true",
+                       help="also the band importance: exact Shapley values and MM-SHAP (520 model calls; slow on CPU for ConvNeXt-L)")
+    where.add_argument("--seed", type=int, default=0, help="baseline noise seed of --explain (with the coordinate's id)")
     batch = p.add_argument_group("a catalog of coordinates")
     batch.add_argument("--coords", type=Path, help="CSV with ra, dec (degrees or sexagesimal) and optional id, z columns")
     batch.add_argument("--out", type=Path, help="predictions Parquet (docs/predictions.md); failures in <out>.failed.csv")
@@ -136,6 +161,8 @@ def run_photoz(args: argparse.Namespace) -> int:
             raise InputDataError("give either --ra/--dec or --coords/--out, not both")
         if args.coords is None or args.out is None:
             raise InputDataError("batch mode needs both --coords FILE.csv and --out preds.parquet")
+        if args.explain:
+            raise InputDataError("--explain works on one coordinate (--ra/--dec); for a catalog use mantis-data explain")
         from .photoz_batch import run_batch
 
         return run_batch(args)
@@ -154,6 +181,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InputDataError(f"the web app needs Flask: pip install 'mantis-data[app]' ({exc})") from None
     pz = make_predictor(args)
     app = create_app(pz, max_batch=args.max_batch)
+    if pz.calibrator is not None:
+        print(f"calibrated PMFs from {args.calibrator}", file=sys.stderr)
     print(f"serving forced photo-z on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     t0 = time.perf_counter()
     try:

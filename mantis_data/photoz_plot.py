@@ -57,26 +57,68 @@ def draw_pmf(ax, result: PhotoZResult) -> None:
     ax.plot(GRID, pmf, color="k", lw=1.2, label="P(z)")
     ax.axvline(result.z_mean, color="#d62728", lw=1.5, label=f"mean z = {result.z_mean:.4f}")
     ax.axvline(result.z_mode, color="#ff7f0e", lw=1.2, ls="--", label=f"mode z = {result.z_mode:.3f}")
+    top = pmf.max()
+    if result.calibrated is not None:
+        c = result.calibrated
+        cal = np.asarray(c["pmf"], dtype=np.float64)
+        lo, hi = c["intervals"][0.68]
+        ax.plot(GRID, cal, color="#2ca02c", lw=1.4, label=f"calibrated P(z) (CalPIT), 68% [{lo:.3f}, {hi:.3f}]")
+        ax.axvline(c["z_mean"], color="#2ca02c", lw=1.2, ls=":", label=f"calibrated mean z = {c['z_mean']:.4f}")
+        top = max(top, cal.max())
     ax.set_xlim(GRID[0], GRID[-1])
-    ax.set_ylim(0, max(pmf.max() * 1.1, 1e-6))
+    ax.set_ylim(0, max(top * 1.1, 1e-6))
     ax.set_xlabel("redshift z")
     ax.set_ylabel("probability per grid value (0.004)")
     ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
 
 
+BAND_COLOURS = ("#6a3d9a", "#1f78b4", "#33a02c", "#b2df8a", "#ff7f00", "#e31a1c", "#a50f15", "#7f2704", "#4d2600")
+"""Bar colours of the nine bands, FUV ... W2 (blue to red with wavelength)."""
+
+
+def draw_importance(ax, explanation: dict) -> None:
+    """Bars of the per-band Shapley values (redshift units) with each band's MM-SHAP written above its bar."""
+    bands = list(explanation["shapley"])
+    phi = np.array([explanation["shapley"][b] for b in bands])
+    mm = [explanation["mm_shap"][b] for b in bands]
+    x = np.arange(len(bands))
+    ax.bar(x, phi, color=BAND_COLOURS[: len(bands)], edgecolor="k", lw=0.5)
+    ax.axhline(0, color="k", lw=0.8)
+    span = max(float(np.abs(phi).max()), 1e-6)
+    for i, (p, m) in enumerate(zip(phi, mm, strict=True)):
+        ax.text(i, p + (0.04 * span if p >= 0 else -0.04 * span), f"{m:.2f}", ha="center",
+                va="bottom" if p >= 0 else "top", fontsize=8)
+    ax.set_ylim(min(0, phi.min()) - 0.2 * span, max(0, phi.max()) + 0.2 * span)
+    ax.set_xticks(x, bands, fontsize=9)
+    ax.set_ylabel("Shapley value (redshift)")
+    ax.set_title(f"band importance: V(all) {explanation['v_all']:.4f}, V(none) {explanation['v_none']:.4f}"
+                 " (numbers: MM-SHAP)", fontsize=9)
+
+
 def result_figure(result: PhotoZResult, title: str | None = None):
-    """A matplotlib Figure: the nine cutouts on the left, the PMF (or the reason there is none) on the right."""
+    """A matplotlib Figure: the nine cutouts on the left, the PMF (or the reason there is none) on the right.
+
+    With ``result.calibrated`` the calibrated PMF is drawn beside the raw one; with ``result.explanation``
+    a third panel shows the per-band Shapley values (``draw_importance``).
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 5.4), dpi=100)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.45], wspace=0.18, left=0.02, right=0.98, top=0.86, bottom=0.11)
+    importance = result.ok and result.explanation is not None
+    fig = Figure(figsize=(18.5 if importance else 13, 5.4), dpi=100)
+    ratios = [1.0, 1.45, 1.05] if importance else [1.0, 1.45]
+    gs = fig.add_gridspec(1, len(ratios), width_ratios=ratios, wspace=0.18 if not importance else 0.22,
+                          left=0.02, right=0.98 if not importance else 0.99, top=0.86, bottom=0.11)
     draw_cutouts(fig, gs[0, 0], result)
+    if importance:
+        draw_importance(fig.add_subplot(gs[0, 2]), result.explanation)
     ax = fig.add_subplot(gs[0, 1])
     if result.ok:
         draw_pmf(ax, result)
         lo68, hi68 = result.intervals[0.68]
         lo95, hi95 = result.intervals[0.95]
         sub = f"z = {result.z_mean:.4f}   68%: [{lo68:.3f}, {hi68:.3f}]   95%: [{lo95:.3f}, {hi95:.3f}]"
+        if result.calibrated is not None:
+            sub += f"   calibrated z = {result.calibrated['z_mean']:.4f}"
     else:
         ax.text(0.5, 0.5, f"no prediction:\n{result.reason}", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])

@@ -149,11 +149,27 @@ def _check_parquet(path: Path, expected_samples: int) -> str | None:
     return None
 
 
+def _check_index(path: Path, tar_path: Path, expected_samples: int) -> str | None:
+    """Problem with a tar shard's offset index (``<shard>.tar.idx``), or None."""
+    from .loading.tarindex import decode_index
+
+    try:
+        index, tar_bytes = decode_index(path.read_bytes(), str(path), str(tar_path))
+    except ReleaseError as exc:
+        return str(exc).split(": ", 1)[-1]
+    if not tar_path.exists() or tar_path.stat().st_size != tar_bytes:
+        return f"written for a {tar_bytes}-byte {tar_path.name}, which is missing or has another size"
+    if len(index) != expected_samples:
+        return f"indexes {len(index)} samples, manifest says {expected_samples}"
+    return None
+
+
 def verify(root: str | Path, progress: bool = False) -> list[str]:
     """Check every file of a release against its manifest; return problems (empty = release is intact).
 
     Checks: each listed file exists with its size and sha256; no unlisted shard in a data folder;
-    each tar has the 4 members per sample and each Parquet file the schema's columns; sample counts
+    each tar has the 4 members per sample and each Parquet file the schema's columns; each tar's offset
+    index (``<shard>.tar.idx``, optional) is readable and written for that tar; sample counts
     per file and per split agree with the manifest.
     """
     release = open_release(root)
@@ -184,6 +200,8 @@ def verify(root: str | Path, progress: bool = False) -> list[str]:
             why = _check_tar(path, int(info["samples"]))
         elif fmt == "parquet":
             why = _check_parquet(path, int(info["samples"]))
+        elif fmt == "webdataset-index":
+            why = _check_index(path, release.root / rel[: -len(".idx")], int(info["samples"]))
         else:
             why = None
         if why:

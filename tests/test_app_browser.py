@@ -2,7 +2,9 @@
 
 ``mantis-data serve`` runs as a user starts it (a subprocess, a tiny model, the loopback mock cutout
 services); the browser fills the form and submits it; the numbers on the page equal the JSON API's and
-the ones ``mantis-data photoz`` prints for the same coordinate; a bad coordinate shows its message.
+the ones ``mantis-data photoz`` prints for the same coordinate; a bad coordinate shows its message. With
+``--calibrator``, ticking the calibrated-PMF box shows the calibrated numbers beside the raw ones (those of
+``/api/photoz?calibrated=1``), and the band-importance button the Shapley table (``explain=1``).
 Set MANTIS_APP_SCREENSHOT=docs/img/photoz_app.png to keep the page's screenshot.
 """
 
@@ -25,6 +27,7 @@ pytest.importorskip("flask")
 selenium = pytest.importorskip("selenium")
 
 from test_app import tiny_checkpoint  # noqa: E402
+from test_photoz_calibrated import tiny_calibrator  # noqa: E402
 
 from builders.mock.server import MockServer  # noqa: E402
 from builders.mock.sky import MockSky  # noqa: E402
@@ -60,7 +63,7 @@ def browser(profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
-def submit(driver, url: str, ra: str, dec: str, wait_for: str):
+def submit(driver, url: str, ra: str, dec: str, wait_for: str, calibrated: bool = False, button: str = "go"):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -70,7 +73,12 @@ def submit(driver, url: str, ra: str, dec: str, wait_for: str):
         box = driver.find_element(By.ID, name)
         box.clear()
         box.send_keys(value)
-    driver.find_element(By.ID, "go").click()
+    if calibrated:
+        box = driver.find_element(By.ID, "calibrated")
+        assert box.is_enabled()
+        if not box.is_selected():
+            box.click()
+    driver.find_element(By.ID, button).click()
     return WebDriverWait(driver, 90).until(ec.presence_of_element_located((By.ID, wait_for)))
 
 
@@ -79,6 +87,7 @@ def test_the_form_in_chromium(tmp_path, capsys):
 
     sky = MockSky(n_galaxies=40, seed=2)
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    cal = tiny_calibrator(tmp_path / "calpit")
     ra, dec = repr(float(sky.ra[1])), repr(float(sky.dec[1]))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -86,6 +95,7 @@ def test_the_form_in_chromium(tmp_path, capsys):
         common = ["--checkpoint", str(ckpt), "--ps1-url", srv.ps1_url, "--legacy-url", srv.legacy_url, "--rate", "0",
                   "--dust", "bh", "--attempts", "2", "--backoff", "0.01"]
         serve = subprocess.Popen([sys.executable, "-m", "mantis_data.cli", "serve", *common, "--cache", str(tmp_path / "c1"),
+                                  "--calibrator", str(cal),
                                   "--port", str(port)], cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         driver = None
         try:
@@ -109,14 +119,23 @@ def test_the_form_in_chromium(tmp_path, capsys):
             shown_z = submit(driver, url, ra, dec, "z-mean").text
             shown = {k: driver.find_element(By.ID, k).text for k in ("z-mode", "z-lo68", "z-hi68", "z-lo95", "z-hi95")}
             assert driver.find_element(By.ID, "figure").get_attribute("src").startswith("data:image/png;base64,")
+            assert not driver.find_elements(By.ID, "cal-z-mean") and not driver.find_elements(By.ID, "importance")
+
+            with urllib.request.urlopen(f"{url}api/photoz?ra={ra}&dec={dec}&pmf=0&calibrated=1&explain=1", timeout=60) as r:
+                api = json.loads(r.read())
+            # the calibrated-PMF box: both PMFs' numbers on the page; then the band-importance button
+            assert submit(driver, url, ra, dec, "cal-z-mean", calibrated=True).text == f"{api['calibrated']['z_mean']:.6f}"
+            assert driver.find_element(By.ID, "z-mean").text == shown_z
+            assert driver.find_element(By.ID, "calibrated").is_selected()
+            submit(driver, url, ra, dec, "importance", calibrated=True, button="explain")
+            assert driver.find_element(By.ID, "cal-z-mean").text == f"{api['calibrated']['z_mean']:.6f}"
+            for band in ("FUV", "g", "W2"):
+                assert driver.find_element(By.ID, f"shap-{band}").text == f"{api['explanation']['shapley'][band]:+.5f}"
             shot = tmp_path / "page.png"
             driver.save_screenshot(str(shot))
             assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
             if os.environ.get("MANTIS_APP_SCREENSHOT"):
                 shutil.copyfile(shot, os.environ["MANTIS_APP_SCREENSHOT"])
-
-            with urllib.request.urlopen(f"{url}api/photoz?ra={ra}&dec={dec}&pmf=0", timeout=60) as r:
-                api = json.loads(r.read())
             printed = cli_stdout.split("z = ")[1].split()[0]
             assert shown_z == f"{api['z_mean']:.6f}" == printed, (shown_z, api["z_mean"], printed)
             cli_json = json.loads((tmp_path / "cli.json").read_text())

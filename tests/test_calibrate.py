@@ -147,7 +147,7 @@ def test_released_layout_loads(tmp_path):
 def test_cli_fit_apply_evaluate(demo_release, tmp_path, capsys):
     from mantis_data.cli import main
     from mantis_data.evaluate import read_predictions, write_predictions
-    from mantis_data.loaders import make_loader
+    from mantis_data.loading import make_loader
 
     def cli(*argv):
         rc = main([str(a) for a in argv])

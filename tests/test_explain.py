@@ -103,7 +103,7 @@ def test_linear_in_central_fluxes_gives_w_times_difference():
 
 @pytest.fixture(scope="module")
 def release_sample(demo_release):
-    from mantis_data.loaders import make_loader
+    from mantis_data.loading import make_loader
 
     loader = make_loader(demo_release, "test", order="sequential", batch_size=4, num_workers=0,
                          images=SURVEY_ORDER, rank=0, world_size=1)

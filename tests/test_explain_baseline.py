@@ -106,7 +106,7 @@ def test_kron_flux_recovers_a_planted_galaxy(survey):
 
 def test_release_samples(demo_release):
     """Real demo-release samples: shapes and dtypes kept, only a central region changed, zero GALEX kept."""
-    from mantis_data.loaders import make_loader
+    from mantis_data.loading import make_loader
 
     loader = make_loader(demo_release, "test", order="sequential", batch_size=8, num_workers=0,
                          images=("galex", "ps1", "unwise"), rank=0, world_size=1)

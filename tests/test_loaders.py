@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from mantis_data.errors import MantisDataError, ReleaseError
-from mantis_data.loaders import (
+from mantis_data.loading import (
     ParquetDataset,
     WebDatasetStream,
-    _index_local_tar,
     make_loader,
     split_redshifts,
 )
+from mantis_data.loading.tar import scan_tar
 from mantis_data.redshift import redshift_class
 from mantis_data.release import MANIFEST_NAME
 from mantis_data.schema import IMAGE_SHAPES, encode_npy
@@ -284,7 +284,7 @@ def test_tar_index_reads_pax_and_gnu_long_names(tmp_path):
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
-        index = _index_local_tar(str(path))
+        index = scan_tar(str(path))
         assert index.keys == keys
         with tarfile.open(path) as tar:
             offsets = {m.name: m.offset_data for m in tar.getmembers()}

@@ -27,7 +27,7 @@ def _rank_main(release: str, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from mantis_data.loaders import make_loader
+    from mantis_data.loading import make_loader
 
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()

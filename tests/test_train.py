@@ -136,7 +136,8 @@ def test_rng_state_round_trip(tmp_path):
 
     import numpy as np
 
-    from training.train import _rng_state, _set_rng_state
+    from training.checkpoint import rng_state as _rng_state
+    from training.checkpoint import set_rng_state as _set_rng_state
 
     torch.save(_rng_state(torch.device("cpu")), tmp_path / "rng.pt")
     state = torch.load(tmp_path / "rng.pt", weights_only=True)  # as checkpoints are read
@@ -173,3 +174,22 @@ def test_gpu_code_paths_on_the_cpu(train_release, tmp_path):
                  "--hidden-width", "16", "--transform-on", "device", "--amp", "bf16", *tiny_args("late")]) == 0
     ep = [r for r in read_log(run) if r["event"] == "epoch"]
     assert len(ep) == 1 and ep[0]["val_loss"] > 0 and ep[0]["n_val"] > 0
+
+
+def test_plateau_schedule_halves_after_six_flat_epochs_and_stops_at_1e_6():
+    from training.train import build_parser, make_scheduler
+
+    args = build_parser().parse_args(["--data", "d", "--out", "o"])
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.NAdam([param], lr=3e-4)
+    sched = make_scheduler(opt, args.plateau_factor, args.plateau_patience, args.min_lr)
+    sched.step(1.0)  # the best epoch
+    lrs = []
+    for _ in range(6):  # six epochs flat
+        sched.step(1.0)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:5] == [3e-4] * 5 and lrs[5] == pytest.approx(1.5e-4)  # halved after the sixth, not before
+    for _ in range(200):
+        sched.step(1.0)
+        assert opt.param_groups[0]["lr"] >= 1e-6
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)

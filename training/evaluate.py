@@ -25,12 +25,13 @@ import torch
 from mantis_data.errors import MantisDataError
 from mantis_data.evaluate import evaluate as evaluate_report
 from mantis_data.evaluate import write_predictions
-from mantis_data.loaders import make_loader, split_redshifts, to_device
+from mantis_data.loading import make_loader, split_redshifts, to_device
 from mantis_data.metrics import METRIC_NAMES
 from mantis_data.models import ModelConfig, build_model, model_inputs
 from mantis_data.redshift import N_BINS, redshift_class
 
-from .train import load_checkpoint, transforms_of
+from .checkpoint import load_checkpoint
+from .train import transforms_of
 
 COMPARED = ("nmad", "bias", "outlier_fraction", "cde_loss")
 """Metrics printed side by side with ``--prior``."""

@@ -3,7 +3,7 @@
     torchrun --nproc_per_node=N -m training.train --data RELEASE --fusion early --out RUN [options]
 
 DDP (NCCL on GPU, gloo on CPU); cross entropy on the 400 redshift classes; NAdam (lr 3e-4 early fusion,
-1e-4 late fusion, weight decay 1e-7); ReduceLROnPlateau on the validation loss (factor 0.5, patience 6);
+1e-4 late fusion, weight decay 1e-7); ReduceLROnPlateau on the validation loss (factor 0.5, patience 5, min_lr 1e-6, as the released code);
 batch 16 per rank; class-balanced sampling, 1000 batches per rank per epoch; 150 epochs; bf16 autocast on
 GPU. After every epoch: validation loss, NMAD, bias, eta and CDE loss (``mantis_data.metrics``). Rank 0
 writes ``RUN/log.jsonl`` (one JSON record per line), ``RUN/last.pt`` (after every epoch, and every
@@ -20,30 +20,34 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
 import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from mantis_data._io import atomic_path
 from mantis_data.errors import MantisDataError
-from mantis_data.loaders import make_loader, to_device
+from mantis_data.loading import make_loader, to_device
 from mantis_data.metrics import galaxy_terms, nmad, outlier_fraction
 from mantis_data.models import BAND_CHOICES, ModelConfig, build_model, model_inputs, parameter_count
 from mantis_data.transforms import PAPER_EARLY, PAPER_LATE, Transform
 
-CHECKPOINT_FORMAT = "mantis_training/1"
-"""Value of ``format`` in every checkpoint written here."""
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    resume_path,
+    rng_state,
+    set_rng_state,
+    write_checkpoints,
+)
+from .dist import DistEnv, all_gather_object, all_reduce_sum, barrier, setup_distributed, shutdown
+
 DEFAULT_LR = {"early": 3e-4, "late": 1e-4}
 """Initial learning rates of the released models (early / late fusion)."""
 
@@ -109,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 3e-4 early, 1e-4 late)")
     g.add_argument("--weight-decay", type=float, default=1e-7)
     g.add_argument("--plateau-factor", type=float, default=0.5, help="ReduceLROnPlateau factor")
-    g.add_argument("--plateau-patience", type=int, default=6, help="ReduceLROnPlateau patience (epochs)")
-    g.add_argument("--min-lr", type=float, default=0.0, help="ReduceLROnPlateau floor")
+    g.add_argument(
+        "--plateau-patience", type=int, default=5,
+        help="ReduceLROnPlateau patience (epochs): 5 halves after the sixth epoch without improvement (released code)",
+    )
+    g.add_argument("--min-lr", type=float, default=1e-6, help="ReduceLROnPlateau floor (released code: 1e-6)")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps in total")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("run")
@@ -125,68 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms (slower on GPU)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-# --------------------------------------------------------------------------------------------------
-# Distributed setup
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in the job and its device."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    distributed: bool
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: writes logs and checkpoints."""
-        return self.rank == 0
-
-
-def setup_distributed(device: str = "auto") -> DistEnv:
-    """Init the process group when launched by torchrun (NCCL on GPU, gloo on CPU); pick the device."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise MantisDataError("--device cuda given but CUDA is not available")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
-    if distributed:
-        return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, dev, True)
-    return DistEnv(0, 1, 0, dev, False)
-
-
-def _all_gather_object(env: DistEnv, obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (in rank order)."""
-    if not env.distributed:
-        return [obj]
-    out: list[Any] = [None] * env.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _all_reduce_sum(env: DistEnv, values: list[float]) -> list[float]:
-    """Element-wise sum of ``values`` over ranks (float64)."""
-    t = torch.tensor(values, dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
-    if env.distributed:
-        dist.all_reduce(t)
-    return t.tolist()
-
-
-def _barrier(env: DistEnv) -> None:
-    if env.distributed:
-        dist.barrier()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,55 +162,6 @@ def transforms_of(data_cfg: dict[str, Any]) -> tuple[Transform, Transform]:
     return Transform(cfg, train=True), Transform(cfg, train=False)
 
 
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """This process's RNG states in a form ``torch.load(weights_only=True)`` accepts."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Restore RNG states saved by ``_rng_state``."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
-    p = state["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A training checkpoint (on the CPU), checked to be one."""
-    path = Path(path)
-    if not path.is_file():
-        raise MantisDataError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MantisDataError(f"{path} is not a readable training checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise MantisDataError(f"{path} is not a checkpoint written by training.train (format {CHECKPOINT_FORMAT})")
-    return ckpt
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
 
 # --------------------------------------------------------------------------------------------------
 # The run
@@ -289,7 +185,7 @@ class JsonlLog:
 
 
 @torch.no_grad()
-def validate(model, loader, config: ModelConfig, env: DistEnv, transform: Transform | None, autocast) -> dict[str, float]:
+def evaluate(model, loader, config: ModelConfig, env: DistEnv, transform: Transform | None, autocast) -> dict[str, float]:
     """Validation cross entropy, NMAD, bias, eta (%, |r| > 0.05) and CDE loss over every sample once (all ranks)."""
     model.eval()
     ce_sum, n = 0.0, 0
@@ -312,9 +208,9 @@ def validate(model, loader, config: ModelConfig, env: DistEnv, transform: Transf
             r_parts.append(terms.r)
             cde_parts.append(terms.cde_term)
     model.train()
-    ce_sum, n = _all_reduce_sum(env, [ce_sum, float(n)])
+    ce_sum, n = all_reduce_sum(env, [ce_sum, float(n)])
     local = (np.concatenate(r_parts) if r_parts else np.zeros(0), np.concatenate(cde_parts) if cde_parts else np.zeros(0))
-    parts = _all_gather_object(env, local)
+    parts = all_gather_object(env, local)
     r = np.concatenate([p[0] for p in parts])
     cde = np.concatenate([p[1] for p in parts])
     return {
@@ -325,6 +221,12 @@ def validate(model, loader, config: ModelConfig, env: DistEnv, transform: Transf
         "cde_loss": float(cde.mean()) if cde.size else math.nan,
         "n_val": int(r.size),
     }
+
+
+def make_scheduler(opt: torch.optim.Optimizer, factor: float = 0.5, patience: int = 5, min_lr: float = 1e-6):
+    """The released learning-rate schedule: ReduceLROnPlateau on the validation loss (the paper's "six epochs":
+    patience 5 halves the rate after the sixth epoch without improvement), never below ``min_lr``."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience, min_lr=min_lr)
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
@@ -339,55 +241,110 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
     )
 
 
-def _resume_path(args: argparse.Namespace, out: Path) -> Path | None:
-    if args.resume is None:
-        return None
-    if args.resume == "auto":
-        p = out / "last.pt"
-        return p if p.is_file() else None
-    return Path(args.resume)
+
+@dataclass
+class RunState:
+    """What a checkpoint carries besides weights and optimiser: step, best loss, epoch, loss sums."""
+
+    step: int = 0
+    best: float = math.inf
+    done_epoch: int = -1  # last epoch finished and validated
+    loss_sum: float = 0.0  # this rank's training loss over the current epoch (flushed at checkpoints)
+    loss_n: int = 0
+    stop: bool = False
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the training described by ``args``; return the last epoch's record (rank 0) or {}."""
+@dataclass
+class Run:
+    """Everything one training run holds: process, model, optimisation, data, log, output."""
+
+    args: argparse.Namespace
+    env: DistEnv
+    out: Path
+    log: JsonlLog
+    config: ModelConfig
+    data_cfg: dict[str, Any]
+    model: Any  # what the forward pass calls (DDP / compiled)
+    raw_model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    train_t: Transform
+    eval_t: Transform
+    on_device: bool
+    amp: bool
+    train_loader: Any
+    val_loader: Any
+    state: RunState
+
+    @property
+    def cuda(self) -> bool:
+        """Whether the run is on a GPU."""
+        return self.env.device.type == "cuda"
+
+    def autocast(self):
+        """bf16 autocast when enabled, else a no-op context."""
+        return torch.autocast(self.env.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def save(self, loader_state: dict[str, Any], tag: str) -> None:
+        """Checkpoint (rank 0 writes; every rank contributes its RNG state and loss sums)."""
+        s = self.state
+        ranks = all_gather_object(self.env, {"rng": rng_state(self.env.device), "loss_sum": s.loss_sum, "loss_n": s.loss_n})
+        if self.env.is_main:
+            ckpt = {
+                "format": CHECKPOINT_FORMAT,
+                "model": self.raw_model.state_dict(),
+                "model_config": self.config.to_dict(),
+                "data_config": self.data_cfg,
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "loader": loader_state,
+                "step": s.step,
+                "validated_epoch": s.done_epoch,
+                "best_val_loss": s.best,
+                "rank_state": ranks,
+                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
+                "world_size": self.env.world_size,
+            }
+            write_checkpoints(ckpt, self.out, tag, self.args.keep_checkpoints)
+        barrier(self.env)
+
+
+def _check_resumable(resume: Path, ckpt: dict, config: ModelConfig, dcfg: dict) -> None:
+    for name, ours, theirs in (("model", config.to_dict(), ckpt["model_config"]), ("data", dcfg, ckpt["data_config"])):
+        diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+        if diff:
+            raise MantisDataError(
+                f"cannot resume from {resume}: its {name} settings differ: "
+                + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
+            )
+
+
+def setup(args: argparse.Namespace) -> tuple[Run, dict | None]:
+    """Process group, seeds, model, optimiser, scheduler and loaders of a run; (run, checkpoint or None)."""
     # DDP's note on 1x1-convolution gradients laid out channels-last: harmless, and once per rank
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     env = setup_distributed(args.device)
     out = Path(args.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    _barrier(env)
-    log = JsonlLog(out / "log.jsonl", env.is_main)
+    barrier(env)
     cuda = env.device.type == "cuda"
-    amp = args.amp == "bf16" or (args.amp == "auto" and cuda)
-
-    def autocast():
-        return torch.autocast(env.device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif cuda:
         torch.backends.cudnn.benchmark = True
-
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
 
-    resume = _resume_path(args, out)
+    resume = resume_path(args.resume, out)
     ckpt = load_checkpoint(resume) if resume is not None else None
     config = _model_config(args)
     dcfg = data_config(args)
     if ckpt is not None:
-        for name, ours, theirs in (("model", config.to_dict(), ckpt["model_config"]), ("data", dcfg, ckpt["data_config"])):
-            diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
-            if diff:
-                raise MantisDataError(
-                    f"cannot resume from {resume}: its {name} settings differ: "
-                    + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
-                )
+        _check_resumable(resume, ckpt, config, dcfg)
     model = build_model(config, None if ckpt else args.init, None if ckpt else args.aux_init)
-    counts = parameter_count(model)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
     model.to(env.device)
@@ -398,12 +355,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.local_rank] if cuda else None)
     if args.compile:
         model = torch.compile(model)
-
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.fusion]
     opt = torch.optim.NAdam(raw_model.parameters(), lr=lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=args.plateau_factor, patience=args.plateau_patience, min_lr=args.min_lr
-    )
+    sched = make_scheduler(opt, args.plateau_factor, args.plateau_patience, args.min_lr)
 
     train_t, eval_t = transforms_of(dcfg)
     on_device = args.transform_on == "device" or (args.transform_on == "auto" and cuda)
@@ -417,155 +371,157 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args.data, "validation", format=args.format, order="sequential", batch_size=args.val_batch_size,
         images=images, transform=None if on_device else eval_t, num_workers=args.workers, pin_memory=cuda,
     )
+    run = Run(
+        args=args, env=env, out=out, log=JsonlLog(out / "log.jsonl", env.is_main), config=config, data_cfg=dcfg,
+        model=model, raw_model=raw_model, opt=opt, sched=sched, train_t=train_t, eval_t=eval_t,
+        on_device=on_device, amp=args.amp == "bf16" or (args.amp == "auto" and cuda),
+        train_loader=train_loader, val_loader=val_loader, state=RunState(),
+    )
+    return run, ckpt
 
-    step, best, done_epoch = 0, math.inf, -1
-    loss_sum, loss_n = 0.0, 0  # this rank's running training loss over the current epoch
+
+def restore(run: Run, ckpt: dict | None, resume_from: str | None) -> None:
+    """Load a checkpoint's optimiser, scheduler, loader position, RNG and loss sums (or log the start)."""
+    env, s = run.env, run.state
     if ckpt is not None:
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        train_loader.load_state_dict(ckpt["loader"])
-        step, best, done_epoch = int(ckpt["step"]), float(ckpt["best_val_loss"]), int(ckpt["validated_epoch"])
+        run.opt.load_state_dict(ckpt["optimizer"])
+        run.sched.load_state_dict(ckpt["scheduler"])
+        run.train_loader.load_state_dict(ckpt["loader"])
+        s.step, s.best, s.done_epoch = int(ckpt["step"]), float(ckpt["best_val_loss"]), int(ckpt["validated_epoch"])
         ranks = ckpt["rank_state"]
         if len(ranks) == env.world_size:
-            _set_rng_state(ranks[env.rank]["rng"], env.device)
-            loss_sum, loss_n = float(ranks[env.rank]["loss_sum"]), int(ranks[env.rank]["loss_n"])
-        log.write("resume", checkpoint=str(resume), step=step, epoch=int(ckpt["loader"]["epoch"]))
+            set_rng_state(ranks[env.rank]["rng"], env.device)
+            s.loss_sum, s.loss_n = float(ranks[env.rank]["loss_sum"]), int(ranks[env.rank]["loss_n"])
+        run.log.write("resume", checkpoint=str(resume_from), step=s.step, epoch=int(ckpt["loader"]["epoch"]))
     else:
-        torch.manual_seed(args.seed + 7919 * (env.rank + 1))  # per-rank streams (drop path, dropout)
-        log.write(
+        torch.manual_seed(run.args.seed + 7919 * (env.rank + 1))  # per-rank streams (drop path, dropout)
+        run.log.write(
             "start",
-            args={k: v for k, v in vars(args).items()},
+            args={k: v for k, v in vars(run.args).items()},
             world_size=env.world_size,
             device=str(env.device),
-            model_config=config.to_dict(),
-            parameters=counts,
-            train_batches_per_epoch=len(train_loader),
-            val_batches=len(val_loader),
+            model_config=run.config.to_dict(),
+            parameters=parameter_count(run.raw_model),
+            train_batches_per_epoch=len(run.train_loader),
+            val_batches=len(run.val_loader),
         )
     if env.is_main:
         print(
-            f"{config.fusion} fusion, bands {config.bands}: "
-            + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+            f"{run.config.fusion} fusion, bands {run.config.bands}: "
+            + ", ".join(f"{k} {v:,}" for k, v in parameter_count(run.raw_model).items())
             + f" parameters; {env.world_size} rank(s) on {env.device.type}",
             file=sys.stderr,
         )
 
-    def save(epoch_state: dict[str, Any], tag: str) -> None:
-        ranks = _all_gather_object(env, {"rng": _rng_state(env.device), "loss_sum": loss_sum, "loss_n": loss_n})
-        if env.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "model": raw_model.state_dict(),
-                "model_config": config.to_dict(),
-                "data_config": dcfg,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "loader": epoch_state,
-                "step": step,
-                "validated_epoch": done_epoch,
-                "best_val_loss": best,
-                "rank_state": ranks,
-                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                "world_size": env.world_size,
-            }
-            _atomic_save(state, out / "last.pt")
-            if tag == "best":
-                _atomic_save(state, out / "best.pt")
-            if args.keep_checkpoints:
-                _atomic_save(state, out / f"step-{step:08d}.pt")
-        _barrier(env)
 
-    epoch = int(train_loader.state_dict()["epoch"])
-    if done_epoch >= epoch:  # the checkpoint's epoch was finished and validated
-        epoch = done_epoch + 1
+def train_one_epoch(run: Run, epoch: int, first: int) -> None:
+    """Train on the batches of ``epoch`` from batch ``first``; log, checkpoint every N steps, stop at max steps."""
+    args, env, s, loader = run.args, run.env, run.state, run.train_loader
+    ep_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # losses since loss_sum was updated
+    ep_n = 0
+    win_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # losses since the last log record
+    win_n, t_win = 0, time.perf_counter()
+    bar = None
+    if env.is_main and not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(loader), initial=first, desc=f"epoch {epoch}", unit="batch", leave=False)
+    for batch in loader:
+        batch = to_device(batch, env.device)
+        if run.on_device:
+            batch = run.train_t(batch)
+        x, ebv = model_inputs(batch, run.config)
+        if run.cuda and isinstance(x, torch.Tensor):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with run.autocast():
+            logits = run.model(x, ebv)
+        loss = F.cross_entropy(logits.float(), batch["label"], ignore_index=-1)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        s.step += 1
+        ep_sum += loss.detach()
+        ep_n += 1
+        win_sum += loss.detach()
+        win_n += 1
+        if bar is not None:
+            bar.update(1)
+        if s.step % max(args.log_every, 1) == 0:
+            total, count = all_reduce_sum(env, [float(win_sum), float(win_n)])
+            dt = time.perf_counter() - t_win
+            mean = total / max(count, 1.0)
+            run.log.write(
+                "train", step=s.step, epoch=epoch, batch=loader.state_dict()["batches_done"],
+                loss=mean, lr=run.opt.param_groups[0]["lr"],
+                samples_per_s=round(count * args.batch_size / max(dt, 1e-9), 2),
+            )
+            if bar is not None:
+                bar.set_postfix(loss=f"{mean:.3f}")
+            win_sum.zero_()
+            win_n, t_win = 0, time.perf_counter()
+        s.stop = args.max_steps is not None and s.step >= args.max_steps
+        if s.stop or (args.checkpoint_every and s.step % args.checkpoint_every == 0):
+            s.loss_sum, s.loss_n = s.loss_sum + float(ep_sum), s.loss_n + ep_n
+            ep_sum.zero_()
+            ep_n = 0
+            run.save(loader.state_dict(), "step")
+        if s.stop:
+            break
+    if bar is not None:
+        bar.close()
+    s.loss_sum, s.loss_n = s.loss_sum + float(ep_sum), s.loss_n + ep_n
+
+
+def end_of_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    """Validate, step the scheduler, log and checkpoint after a finished epoch; return its record."""
+    s = run.state
+    tot, cnt = all_reduce_sum(run.env, [s.loss_sum, float(s.loss_n)])
+    metrics = evaluate(run.raw_model, run.val_loader, run.config, run.env, run.eval_t if run.on_device else None, run.autocast)
+    run.sched.step(metrics["val_loss"])
+    s.done_epoch = epoch
+    improved = metrics["val_loss"] < s.best
+    s.best = min(s.best, metrics["val_loss"])
+    record = {"epoch": epoch, "step": s.step, "train_loss": tot / max(cnt, 1.0), **metrics,
+              "lr": run.opt.param_groups[0]["lr"], "best_val_loss": s.best}
+    run.log.write("epoch", **record)
+    if run.env.is_main:
+        print(
+            f"epoch {epoch}: train {record['train_loss']:.4f}, val {metrics['val_loss']:.4f}, "
+            f"NMAD {metrics['nmad']:.4f}, bias {metrics['bias']:+.4f}, eta {metrics['eta']:.1f}%, "
+            f"CDE {metrics['cde_loss']:.3f}, lr {record['lr']:.3g}",
+            file=sys.stderr,
+        )
+    run.save(run.train_loader.state_dict(), "best" if improved else "epoch")
+    return record
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the training described by ``args``; return the last epoch's record (rank 0) or {}."""
+    run, ckpt = setup(args)
+    restore(run, ckpt, args.resume)
+    s = run.state
+    epoch = int(run.train_loader.state_dict()["epoch"])
+    if s.done_epoch >= epoch:  # the checkpoint's epoch was finished and validated
+        epoch = s.done_epoch + 1
     resumed_epoch = epoch if ckpt is not None else None
     record: dict[str, Any] = {}
-    stop = args.max_steps is not None and step >= args.max_steps
-    while epoch < args.epochs and not stop:
-        train_loader.set_epoch(epoch)
+    s.stop = args.max_steps is not None and s.step >= args.max_steps
+    while epoch < args.epochs and not s.stop:
+        run.train_loader.set_epoch(epoch)
         first = 0
         if epoch == resumed_epoch and int(ckpt["loader"]["epoch"]) == epoch:
             first = int(ckpt["loader"]["batches_done"])  # continue the checkpoint's epoch and its loss sums
         else:
-            loss_sum, loss_n = 0.0, 0
-        ep_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # losses since loss_sum was updated
-        ep_n = 0
-        win_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # losses since the last log record
-        win_n, t_win = 0, time.perf_counter()
-        bar = None
-        if env.is_main and not args.no_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(train_loader), initial=first, desc=f"epoch {epoch}", unit="batch", leave=False)
-        for batch in train_loader:
-            batch = to_device(batch, env.device)
-            if on_device:
-                batch = train_t(batch)
-            x, ebv = model_inputs(batch, config)
-            if cuda and isinstance(x, torch.Tensor):
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                logits = model(x, ebv)
-            loss = F.cross_entropy(logits.float(), batch["label"], ignore_index=-1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            ep_sum += loss.detach()
-            ep_n += 1
-            win_sum += loss.detach()
-            win_n += 1
-            if bar is not None:
-                bar.update(1)
-            if step % max(args.log_every, 1) == 0:
-                total, count = _all_reduce_sum(env, [float(win_sum), float(win_n)])
-                dt = time.perf_counter() - t_win
-                mean = total / max(count, 1.0)
-                log.write(
-                    "train", step=step, epoch=epoch, batch=train_loader.state_dict()["batches_done"],
-                    loss=mean, lr=opt.param_groups[0]["lr"],
-                    samples_per_s=round(count * args.batch_size / max(dt, 1e-9), 2),
-                )
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean:.3f}")
-                win_sum.zero_()
-                win_n, t_win = 0, time.perf_counter()
-            stop = args.max_steps is not None and step >= args.max_steps
-            if stop or (args.checkpoint_every and step % args.checkpoint_every == 0):
-                loss_sum, loss_n = loss_sum + float(ep_sum), loss_n + ep_n
-                ep_sum.zero_()
-                ep_n = 0
-                save(train_loader.state_dict(), "step")
-            if stop:
-                break
-        if bar is not None:
-            bar.close()
-        if stop:
+            s.loss_sum, s.loss_n = 0.0, 0
+        train_one_epoch(run, epoch, first)
+        if s.stop:
             break
-        loss_sum, loss_n = loss_sum + float(ep_sum), loss_n + ep_n
-        tot, cnt = _all_reduce_sum(env, [loss_sum, float(loss_n)])
-        metrics = validate(raw_model, val_loader, config, env, eval_t if on_device else None, autocast)
-        sched.step(metrics["val_loss"])
-        done_epoch = epoch
-        improved = metrics["val_loss"] < best
-        best = min(best, metrics["val_loss"])
-        record = {"epoch": epoch, "step": step, "train_loss": tot / max(cnt, 1.0), **metrics,
-                  "lr": opt.param_groups[0]["lr"], "best_val_loss": best}
-        log.write("epoch", **record)
-        if env.is_main:
-            print(
-                f"epoch {epoch}: train {record['train_loss']:.4f}, val {metrics['val_loss']:.4f}, "
-                f"NMAD {metrics['nmad']:.4f}, bias {metrics['bias']:+.4f}, eta {metrics['eta']:.1f}%, "
-                f"CDE {metrics['cde_loss']:.3f}, lr {record['lr']:.3g}",
-                file=sys.stderr,
-            )
-        save(train_loader.state_dict(), "best" if improved else "epoch")
+        record = end_of_epoch(run, epoch)
         epoch += 1
-    log.write("end", step=step, epoch=epoch)
-    del train_loader, val_loader
-    if env.distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+    run.log.write("end", step=s.step, epoch=epoch)
+    env = run.env
+    del run
+    shutdown(env)
     return record if env.is_main else {}
 
 

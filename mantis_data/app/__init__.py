@@ -4,6 +4,11 @@
     POST /batch                 the page with a table for an uploaded CSV (field ``file``)
     GET  /api/photoz?ra=&dec=   JSON: the numbers, flags and (``pmf=0`` to leave it out) the PMF
     GET  /api/photoz.png?ra=&dec=   the figure (nine cutouts, PMF with intervals)
+
+Every single-coordinate request takes ``calibrated=1`` (the CalPIT-recalibrated PMF beside the raw one;
+the server needs ``--calibrator``) and ``explain=1`` (the band importance of the galaxy: exact Shapley
+values and MM-SHAP, computed synchronously on request: seconds for small models, minutes for ConvNeXt-L
+on a CPU).
     POST /api/batch             JSON list for a CSV (a ``file`` upload, or the CSV as the request body)
 
 Errors never show a traceback: a coordinate that cannot be read or is out of range answers 400, a
@@ -23,12 +28,13 @@ from ..photoz import CoordinateError, ForcedPhotoZ, PhotoZResult, parse_coordina
 MAX_UPLOAD_BYTES = 1 << 20
 """Largest CSV upload accepted (bytes)."""
 
-STATUS = {"ok": 200, "bad_input": 400, "no_coverage": 422, "rejected": 422, "service": 503, "internal": 500}
+STATUS = {"ok": 200, "bad_input": 400, "not_configured": 400, "no_coverage": 422, "rejected": 422, "service": 503,
+          "internal": 500}
 """HTTP status of each outcome kind."""
 
 _TITLES = {"bad_input": "This input cannot be used", "no_coverage": "No coverage",
            "rejected": "The cutouts fail the quality rules", "service": "A cutout service is not answering",
-           "too_large": "Upload too large", "internal": "Internal error", "not_found": "Not found"}
+           "not_configured": "Not available on this server", "too_large": "Upload too large", "internal": "Internal error", "not_found": "Not found"}
 
 
 class AppError(Exception):
@@ -82,14 +88,32 @@ def create_app(predictor: ForcedPhotoZ, max_batch: int = 200):
         except CoordinateError as exc:
             raise AppError("bad_input", str(exc)) from None
 
+    def flag(name: str) -> bool:
+        return request.values.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
     def predict(ra: float, dec: float) -> PhotoZResult:
+        want_cal, want_explain = flag("calibrated"), flag("explain")
+        if want_cal and predictor.calibrator is None:
+            raise AppError("not_configured", "this server has no calibrator: start it with "
+                           "`mantis-data serve --checkpoint PATH --calibrator DIR` (a folder of `mantis-data calibrate fit`)")
         result = predictor.predict([ra], [dec], keep_images=True)[0]
         if not result.ok:
             raise explain(result)
+        if not want_cal:
+            result.calibrated = None
+        if want_explain:
+            try:
+                predictor.explain(result)
+            except ImportError as exc:
+                raise AppError("not_configured", f"band importance needs the explain extra: "
+                               f"pip install 'mantis-data[explain]' ({exc})") from None
+            except InputDataError as exc:
+                raise AppError("bad_input", str(exc)) from None
         return result
 
     def page(status: int = 200, **kw):
-        args = {"ra": request.values.get("ra"), "dec": request.values.get("dec"), "max_batch": max_batch, **kw}
+        args = {"ra": request.values.get("ra"), "dec": request.values.get("dec"), "max_batch": max_batch,
+                "has_calibrator": predictor.calibrator is not None, "show_cal": flag("calibrated"), **kw}
         return render_template_string(PAGE, **args), status
 
     def api_error(err: AppError):
