@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _parsers():
     from builders.__main__ import build_parser as builders_parser
     from mantis_data.cli import build_parser as cli_parser
+    from training.train import build_parser as train_parser
 
-    out = {"mantis-data": cli_parser(), "python -m builders": builders_parser()}
-    return out
+    return {"mantis-data": cli_parser(), "python -m builders": builders_parser(), "python -m training.train": train_parser()}
 
 
 PARSERS = _parsers()
@@ -71,11 +71,25 @@ def test_version(prog):
         (["evaluate", "p.parquet", "--out", "o", "--bootstrap", "-5"], "--bootstrap: expected an integer >= 0, got '-5'"),
         (["evaluate", "p.parquet", "--out", "o", "--outlier-threshold", "0"], "--outlier-threshold: expected a number > 0"),
         (["evaluate", "p.parquet", "--out", "o", "--intervals", "x"], "--intervals: expected an integer >= 0"),
+        (["training.train", "--data", "d", "--out", "o", "--epochs", "0"], "--epochs: expected an integer >= 1, got '0'"),
+        (["training.train", "--data", "d", "--out", "o", "--workers", "-1"], "--workers: expected an integer >= 0"),
     ],
 )
 def test_invalid_arguments_exit_2_with_a_one_line_message(argv, needle):
     """Through the real entry point, as a user runs it: exit 2, one line on stderr, nothing run."""
-    proc = subprocess.run([sys.executable, "-m", "mantis_data.cli", *argv], cwd=ROOT, capture_output=True, text=True)
+    module = "mantis_data.cli"
+    if argv[0] == "training.train":
+        module, argv = argv[0], argv[1:]
+    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+def test_make_loader_refuses_negative_workers(demo_release):
+    from mantis_data.errors import MantisDataError
+    from mantis_data.loading import make_loader
+
+    with pytest.raises(MantisDataError, match="num_workers must be >= 0"):
+        make_loader(demo_release, "train", num_workers=-1)
+    assert make_loader(demo_release, "train", num_workers=0, batch_size=4) is not None
