@@ -1,4 +1,5 @@
-"""Command line for maintainers: python -m builders {demo,catalogs,fetch,build,verify,publish}."""
+"""Command line for maintainers: build, verify and publish Mantis Shrimp releases
+(python -m builders {demo,catalogs,fetch,build,verify,publish})."""
 
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 SCHEDULER_HELP = (
     "run shards on a Dask cluster: its scheduler address, tcp://host:port (every node needs this package "
     "installed with the client's versions, checked first; the output folder must be shared with the workers; "
-    "docs/scaling.md); default: a local process pool"
+    "docs/scaling.md) (default: a local process pool)"
 )
 
 
@@ -188,32 +189,50 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
         "--split-scheme",
         choices=SPLIT_SCHEMES,
         default="id",
-        help="id: hash of target_id (default, the paper's); healpix: whole HEALPix cells held out (sky regions)",
+        help="id: hash of target_id (the paper's); healpix: whole HEALPix cells held out (sky regions)",
     )
     parser.add_argument(
-        "--nside", type=_nside, default=None, help=f"HEALPix nside of the healpix scheme's cells (power of 2; default {DEFAULT_NSIDE}: ~0.9 deg)"
+        "--nside", type=_nside, default=None, help=f"HEALPix nside of the healpix scheme's cells, a power of 2 (default: {DEFAULT_NSIDE}, ~0.9 deg)"
     )
+
+
+EXAMPLES = {
+    "": """python -m builders demo --out /tmp/ms
+python -m builders verify /tmp/ms
+python -m builders <command> --help""",
+    "demo": """python -m builders demo --out /tmp/ms
+python -m builders demo --out /tmp/ms-small --n 300 --shard-mb 8 --workers 2""",
+    "catalogs": "python -m builders catalogs --in catalogs/ --out work/",
+    "fetch": "python -m builders fetch --targets work/targets.parquet --cache cutouts/",
+    "build": """python -m builders build --targets work/targets.parquet --cutouts cutouts/ --out release/
+python -m builders build --targets work/targets.parquet --cutouts cutouts/ --out release/ --scheduler tcp://head:8786""",
+    "verify": "python -m builders verify release/    # exit 1 naming each bad file",
+    "publish": """python -m builders publish release/ --repo my-org/mantis_shrimp --dry-run
+python -m builders publish release/ --repo my-org/mantis_shrimp-parquet --format parquet""",
+}
+"""Examples shown at the end of each subcommand's help."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m builders``."""
+    from mantis_data._cli import nonnegative_float, positive_float, positive_int, style
     from mantis_data.dust import DEFAULT_DUST_MODE, DUST_MODES
 
     from .build import DEFAULT_SHARD_MB
 
     parser = argparse.ArgumentParser(prog="python -m builders", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     demo = sub.add_parser("demo", help="build a demo release from a mock sky")
     demo.add_argument("--out", required=True, type=Path, help="output folder (inputs go to OUT/mock_inputs)")
-    demo.add_argument("--n", type=int, default=2600, help="galaxies in the mock sky (default 2600, ~2,000 release samples)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--shard-mb", type=float, default=64.0, help="target shard size in MB (default 64)")
-    demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
+    demo.add_argument("--n", type=positive_int, default=2600, help="galaxies in the mock sky (2600: ~2,000 release samples)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the mock sky")
+    demo.add_argument("--shard-mb", type=positive_float, default=64.0, help="target shard size in MB")
+    demo.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: CPUs)")
     demo.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
-    demo.add_argument("--release-version", default="0.1.0-demo")
+    demo.add_argument("--release-version", default="0.1.0-demo", help="version written into the manifest and cards")
     demo.add_argument(
-        "--dust", default="bh", choices=DUST_MODES, help="E(B-V) maps (default bh: ships with dustmaps, demo only)"
+        "--dust", default="bh", choices=DUST_MODES, help="E(B-V) maps (bh ships with dustmaps: demo only)"
     )
     _add_split_arguments(demo)
     demo.set_defaults(func=cmd_demo)
@@ -221,28 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalogs", help="compile targets.parquet from survey catalogs")
     cat.add_argument("--in", dest="input", required=True, type=Path, help="folder with <survey>/<file> catalogs")
     cat.add_argument("--out", required=True, type=Path, help="folder for targets.parquet and catalog_audit.parquet")
-    cat.add_argument("--match-arcsec", type=float, default=1.0, help="duplicate match radius (arcsec, default 1)")
+    cat.add_argument("--match-arcsec", type=positive_float, default=1.0, help="duplicate match radius in arcsec")
     cat.add_argument(
         "--surveys", default="all",
-        help="comma-separated surveys to compile, e.g. sdss,desi (default all: each of the eight must yield rows)",
+        help="comma-separated surveys to compile, e.g. sdss,desi (default: all; each of the eight must yield rows)",
     )  # fmt: skip
     cat.set_defaults(func=cmd_catalogs)
 
     build = sub.add_parser("build", help="build a release from targets and cutouts")
     build.add_argument("--targets", required=True, type=Path, help="targets.parquet (catalog_audit.parquet beside it)")
     build.add_argument("--cutouts", required=True, type=Path, help="cutout cache folder (mantis_data/cutouts/layout.py)")
-    build.add_argument("--out", required=True, type=Path)
-    build.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB)
-    build.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPUs)")
+    build.add_argument("--out", required=True, type=Path, help="release folder to write (resumable: rerun to continue)")
+    build.add_argument("--shard-mb", type=positive_float, default=DEFAULT_SHARD_MB, help="target shard size in MB")
+    build.add_argument("--workers", type=positive_int, default=None, help="local worker processes (default: CPUs)")
     build.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     build.add_argument(
         "--dust",
         default=DEFAULT_DUST_MODE,
         choices=DUST_MODES,
-        help="E(B-V) maps: csfd-planck (default, the released model's), csfd-gnilc, bh (demo only), none",
+        help="E(B-V) maps: csfd-planck (the released model's), csfd-gnilc, bh (demo only), none",
     )
     build.add_argument("--dust-dir", type=Path, default=None, help="dustmaps data directory (default: dustmaps' own)")
-    build.add_argument("--release-version", default="0.0.0-dev")
+    build.add_argument("--release-version", default="0.0.0-dev", help="version written into the manifest and cards")
     _add_split_arguments(build)
     build.set_defaults(func=cmd_build)
 
@@ -251,18 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache", required=True, type=Path, help="cutout cache folder (resumable; rerun to retry failures)")
     fetch.add_argument("--ps1-url", default="https://ps1images.stsci.edu/cgi-bin", help="Pan-STARRS image service base URL")
     fetch.add_argument("--legacy-url", default="https://www.legacysurvey.org/viewer", help="Legacy Survey viewer base URL")
-    fetch.add_argument("--concurrency", type=int, default=4, help="requests in flight per host (default 4)")
-    fetch.add_argument("--rate", type=float, default=5.0, help="requests per second per host (default 5; 0: unlimited)")
-    fetch.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds (default 30)")
-    fetch.add_argument("--attempts", type=int, default=5, help="tries per request (default 5)")
-    fetch.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubling (default 1)")
-    fetch.add_argument("--surveys", default="galex,ps1,unwise", help="comma-separated surveys to fetch (default all)")
+    fetch.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight per host")
+    fetch.add_argument("--rate", type=nonnegative_float, default=5.0, help="requests per second per host (0: unlimited)")
+    fetch.add_argument("--timeout", type=positive_float, default=30.0, help="socket timeout in seconds")
+    fetch.add_argument("--attempts", type=positive_int, default=5, help="tries per request")
+    fetch.add_argument("--backoff", type=nonnegative_float, default=1.0, help="first retry wait in seconds, doubling")
+    fetch.add_argument("--surveys", default="galex,ps1,unwise", help="comma-separated surveys to fetch")
     fetch.add_argument("--recheck", action="store_true", help="revalidate the files of targets already fetched")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
     fetch.set_defaults(func=cmd_fetch)
 
     ver = sub.add_parser("verify", help="verify a release folder")
-    ver.add_argument("release", type=Path)
+    ver.add_argument("release", type=Path, help="release folder (the one holding MANIFEST.json)")
     ver.set_defaults(func=cmd_verify)
 
     pub = sub.add_parser("publish", help="upload one format of a verified release to the Hugging Face Hub")
@@ -270,13 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--repo", required=True, help="dataset repository <namespace>/<name>, e.g. my-org/mantis_shrimp")
     pub.add_argument(
         "--format", default="webdataset", choices=["webdataset", "parquet"],
-        help="which dataset folder becomes the repository (default webdataset; parquet -> e.g. my-org/mantis_shrimp-parquet)",
+        help="which dataset folder becomes the repository (parquet: e.g. my-org/mantis_shrimp-parquet)",
     )  # fmt: skip
     pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
     pub.add_argument("--private", action="store_true", help="create the repository as private")
     pub.add_argument("--no-tag", action="store_true", help="do not tag the commit v<version>")
     pub.add_argument("--dry-run", action="store_true", help="verify and list the files that would be uploaded; no network")
     pub.set_defaults(func=cmd_publish)
+    style(parser, EXAMPLES)
     return parser
 
 

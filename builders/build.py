@@ -81,7 +81,7 @@ STAGE_DIR = ".staging"
 REPLACED_DIR = ".replaced"
 """Folder under the output folder holding the replaced release's items during the swap (then deleted)."""
 
-RELEASE_ITEMS = (AUDIT_NAME, RECORD_DIR, PARQUET_DIR, WEBDATASET_DIR)
+RELEASE_ITEMS = (AUDIT_NAME, RECORD_DIR, PARQUET_DIR, WEBDATASET_DIR, "README.md")  # README.md: the root card (builders.card.root_card)
 """What the swap moves from the stage into the output folder, in order (MANIFEST.json goes last)."""
 
 SAMPLE_CODE = (

@@ -121,15 +121,17 @@ def card_yaml(
     shard_names: dict[str, list[str]],
     version: str,
     split_stats: dict[str, dict[str, tuple[int, int]]] | None = None,
+    prefix: str = "",
 ) -> dict:
     """The YAML header of one card: configs (default, tiny) listing each split's files explicitly, and
     dataset_info with the features and, when given, each split's (num_examples, num_bytes) per config
     (``split_stats[config][split]``; bytes of the shard files), so 🤗 Datasets refuses a shard that is
-    missing or holds another number of samples, and never reads one the card does not list."""
+    missing or holds another number of samples, and never reads one the card does not list. ``prefix``:
+    the shard paths' folder relative to the card (the root card's ``mantis_shrimp/``)."""
     suffix = FORMATS[fmt]["suffix"]
     splits = [s for s in SPLITS if shard_names.get(s)]
-    default = [{"split": s, "path": [f"data/{n}{suffix}" for n in shard_names[s]]} for s in splits]
-    tiny = [{"split": s, "path": [f"data/{shard_names[s][0]}{suffix}"]} for s in splits]
+    default = [{"split": s, "path": [f"{prefix}data/{n}{suffix}" for n in shard_names[s]]} for s in splits]
+    tiny = [{"split": s, "path": [f"{prefix}data/{shard_names[s][0]}{suffix}"]} for s in splits]
     features = webdataset_features() if fmt == "webdataset" else parquet_features()
 
     def info(name: str) -> dict:
@@ -154,6 +156,46 @@ def card_yaml(
         "dataset_info": [info("default"), info("tiny")],
         "version": version,
     }
+
+
+ROOT_CARD = """# Mantis Shrimp release {version}
+
+This is the root of a Mantis Shrimp release: `MANIFEST.json` (version, checksums, counts),
+`targets_audit.parquet`, and the same samples in two encodings, each a 🤗 Datasets folder with its
+own card: `{wds}/` (WebDataset, documented in `{wds}/README.md`) and `{pq}/` (Parquet).
+
+Loading **this folder** is a deliberate choice, not a fallback: the configs above point at the
+WebDataset shards (configs `default` and `tiny`, paths from this folder). In this folder:
+
+```python
+import os
+
+from datasets import load_dataset
+
+# the WebDataset shards, and the same samples as Parquet
+ds = load_dataset("{wds}", split="train")
+pq = load_dataset("{pq}", split="train")
+# this folder itself: the WebDataset shards, the same dataset as ds
+same = load_dataset(os.getcwd(), split="train")
+```
+
+Pass this folder as a path (`os.getcwd()` or `/path/to/release`), not as `"."`: 🤗 Datasets then
+fails with "dataset_name should be specified". From any other folder, pass the path
+(`load_dataset("/path/to/release/{wds}")`): a name that is no folder there is looked up on the Hub. The
+field names differ between the two encodings and a missing E(B-V) is NaN in both: see `{wds}/README.md`.
+"""
+
+
+def root_card(shard_names: dict[str, list[str]], version: str, files: dict[str, dict] | None = None) -> str:
+    """The release root's README.md: YAML configs naming the WebDataset shards (default, tiny) by their
+    paths from the root, and a short text saying so (🤗 Datasets takes one builder per folder, so the
+    Parquet shards are loaded from their own folder)."""
+    wds, pq = FORMATS["webdataset"]["folder"], FORMATS["parquet"]["folder"]
+    head = card_yaml("webdataset", shard_names, version, None if files is None else split_stats(files, "webdataset"),
+                     prefix=f"{wds}/")
+    head["pretty_name"] = "Mantis Shrimp"
+    text = yaml.safe_dump(head, sort_keys=False, allow_unicode=True)
+    return f"---\n{text}---\n\n" + ROOT_CARD.format(version=version, wds=wds, pq=pq)
 
 
 def split_stats(files: dict[str, dict], fmt: str) -> dict[str, dict[str, tuple[int, int]]]:
@@ -194,7 +236,7 @@ def write_cards(
     dust_note: str,
     files: dict[str, dict] | None = None,
 ) -> list[Path]:
-    """Write README.md and assets/*.png into both dataset folders; return the written paths.
+    """Write README.md and assets/*.png into both dataset folders and the root's README.md; return the paths.
 
     ``files``: the manifest's shard entries; with them each card records every split's num_examples
     and num_bytes (for the ``default`` and the ``tiny`` config), which 🤗 Datasets checks on load.
@@ -253,4 +295,6 @@ def write_cards(
         plot_redshifts(release_targets, folder / "assets" / "redshift_hist.png")
         plot_sky(release_targets, folder / "assets" / "sky_map.png")
         written += [readme, folder / "assets" / "redshift_hist.png", folder / "assets" / "sky_map.png"]
-    return written
+    root_readme = out_root / "README.md"
+    atomic_write_bytes(root_card(shard_names, manifest["version"], files).encode("utf-8"), root_readme)
+    return [*written, root_readme]

@@ -1,4 +1,4 @@
-"""``mantis-data``: inspect, verify and evaluate Mantis Shrimp releases."""
+"""mantis-data: inspect, verify and evaluate Mantis Shrimp releases; forced photo-z at any coordinate."""
 
 from __future__ import annotations
 
@@ -67,23 +67,56 @@ def run_verify(path: str | Path) -> int:
     return 0
 
 
+EXAMPLES = {
+    "": """mantis-data info /tmp/ms
+mantis-data verify /tmp/ms
+mantis-data evaluate predictions.parquet --out report/
+mantis-data photoz --ra 150.1 --dec 2.2 --checkpoint best_early.pt
+mantis-data <command> --help""",
+    "info": "mantis-data info /tmp/ms",
+    "verify": "mantis-data verify /tmp/ms    # exit 1 naming each bad file",
+    "evaluate": """mantis-data evaluate predictions.parquet --out report/
+mantis-data evaluate predictions.parquet --out report/ --bootstrap 0 --outlier-threshold 0.15""",
+    "photoz": """mantis-data photoz --ra 150.1 --dec 2.2 --checkpoint best_early.pt
+mantis-data photoz --ra 10:00:24 --dec=+02:12:00 --checkpoint best_early.pt --png p.png --json p.json
+mantis-data photoz --coords coords.csv --out preds.parquet --checkpoint best_early.pt""",
+    "serve": "mantis-data serve --checkpoint best_early.pt --port 8000",
+    "explain": "mantis-data explain --checkpoint RUN/best.pt --release RELEASE --split test --n 1000 --out EXPLAIN/",
+    "calibrate": """mantis-data calibrate fit --predictions VAL/predictions.parquet --release RELEASE --out CALPIT/
+mantis-data calibrate apply --model CALPIT/ --predictions TEST/predictions.parquet --release RELEASE --out cal.parquet""",
+    "calibrate fit": "mantis-data calibrate fit --predictions VAL/predictions.parquet --release RELEASE --out CALPIT/",
+    "calibrate apply": "mantis-data calibrate apply --model CALPIT/ --predictions TEST/predictions.parquet "
+                       "--release RELEASE --out cal.parquet",
+}
+"""Examples shown at the end of each subcommand's help (python -m mantis_data.cli works the same)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mantis-data``."""
-    parser = argparse.ArgumentParser(prog="mantis-data", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="summarise a release")
-    info.add_argument("release", type=Path)
-    verify = sub.add_parser("verify", help="check a release's checksums, counts and structure")
-    verify.add_argument("release", type=Path)
+    """The argument parser of ``mantis-data``, in the house style (mantis_data._cli)."""
+    from ._cli import HelpFormatter, style
+
+    parser = argparse.ArgumentParser(prog="mantis-data", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    info = sub.add_parser("info", help="summarise a release", description="Summarise a release: version, "
+                          "counts per split and survey, shard sizes, image bands and units.")
+    info.add_argument("release", type=Path, help="release folder (the one holding MANIFEST.json)")
+    verify = sub.add_parser("verify", help="check a release's checksums, counts and structure",
+                            description="Check every file of a release against its MANIFEST.json (sha256, sample "
+                            "counts, structure); exit 1 naming each bad file.")
+    verify.add_argument("release", type=Path, help="release folder (the one holding MANIFEST.json)")
     try:
         from .evaluate import add_evaluate_arguments
 
-        evaluate = sub.add_parser("evaluate", help="photo-z metrics report of a predictions file")
+        evaluate = sub.add_parser("evaluate", help="photo-z metrics report of a predictions file",
+                                  description="Photo-z metrics (NMAD, bias, outlier fraction, CDE loss, PIT) with "
+                                  "bootstrap spreads, per redshift range and sub-population, and their plots.")
         add_evaluate_arguments(evaluate)
     except ImportError:  # evaluation needs matplotlib
         pass
     for module in ("photoz_cli", "explain_run", "calibrate"):  # each adds its subcommands, setting args.func
         importlib.import_module(f".{module}", __package__).register(sub)
+    style(parser, EXAMPLES)
     return parser
 
 

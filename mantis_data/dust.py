@@ -299,7 +299,7 @@ def describe(mode: str = DEFAULT_DUST_MODE) -> dict:
     out: dict = {"mode": mode}
     if mode == "none":
         out.update(ebv_csfd=None, ebv_planck=None)
-        out["note"] = "not computed in this release (`--dust none`): `ebv_csfd` and `ebv_planck` are null."
+        out["note"] = "not computed in this release (`--dust none`): `ebv_csfd` and `ebv_planck` are NaN."
         return out
     _import_dustmaps()
     out["dustmaps_version"] = importlib.metadata.version("dustmaps")

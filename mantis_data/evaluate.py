@@ -399,39 +399,41 @@ def _draw_plots(out_dir, plots, preds, terms, rows, z_masks, z_edges, threshold,
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `evaluate` subcommand's arguments to a parser."""
+    from ._cli import nonnegative_int, positive_float
+
     parser.add_argument("predictions", type=Path, help="predictions file (Parquet; see docs/predictions.md)")
     parser.add_argument(
         "--out", type=Path, required=True, help="output folder for metrics.md, metrics.json, PNGs"
     )
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=nonnegative_int,
         default=1000,
         metavar="B",
-        help="bootstrap resamples per row (default 1000; the paper used 100,000)",
+        help="bootstrap resamples per row (0: no spreads; the paper used 100,000)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed of the bootstrap and the plotted sample"
     )
     parser.add_argument(
         "--outlier-threshold",
-        type=float,
+        type=positive_float,
         default=DEFAULT_OUTLIER_THRESHOLD,
-        help="catastrophic outlier when |r| exceeds this (default 0.05, the paper's; 0.15 is common)",
+        help="catastrophic outlier when |r| exceeds this (the paper's 0.05; 0.15 is common)",
     )
     parser.add_argument(
         "--z-edges",
         type=_parse_edges,
         default=DEFAULT_Z_EDGES,
         metavar="E0,E1,...",
-        help="edges of the redshift ranges reported as rows (default 0,0.2,...,1.6)",
+        help="edges of the redshift ranges reported as rows (default: 0,0.2,...,1.6)",
     )
     parser.add_argument(
         "--intervals",
-        type=int,
+        type=nonnegative_int,
         default=100,
         metavar="N",
-        help="random galaxies drawn with their 90%% intervals in zhat_vs_ztrue.png (default 100)",
+        help="random galaxies drawn with their 90%% intervals in zhat_vs_ztrue.png",
     )
     from .subpopulations import add_arguments
 
@@ -447,6 +449,22 @@ def _parse_edges(text: str) -> tuple[float, ...]:
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         raise argparse.ArgumentTypeError(f"expected at least two increasing edges, got {text!r}")
     return edges
+
+
+_SUMMARY_LABELS = {"nmad": "NMAD", "bias": "bias", "outlier_fraction": "η", "cde_loss": "CDE loss", "pit_ks": "PIT KS"}
+
+
+def summary_line(row: dict) -> str:
+    """'NMAD 0.0213, bias -0.0012, η 77.78%, ...' of a report row (η, the outlier fraction, is already a
+    percentage in the row); undefined metrics are left out."""
+    parts = []
+    for m in METRIC_NAMES:
+        value = row[m]["value"]
+        if value is None or math.isnan(value):
+            continue
+        label = _SUMMARY_LABELS.get(m, m)
+        parts.append(f"{label} {value:.2f}%" if m == "outlier_fraction" else f"{label} {value:.4g}")
+    return ", ".join(parts)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -465,13 +483,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         subpopulations=from_args(args, preds.target_id, preds.z),
     )
-    first = report["rows"][0]
-    summary = ", ".join(
-        f"{m} {first[m]['value']:.4g}"
-        for m in METRIC_NAMES
-        if first[m]["value"] is not None and not math.isnan(first[m]["value"])
-    )
-    print(f"{report['n']:,} galaxies: {summary}")
+    print(f"{report['n']:,} galaxies: {summary_line(report['rows'][0])}")
     for sp in report["subpopulations"]:
         print(f"  {sp['name']}: {sp['n']:,} galaxies")
     print(f"wrote {Path(args.out) / 'metrics.md'}, metrics.json and {len(report['plots'])} plots")

@@ -215,7 +215,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``mantis-data explain``."""
     p.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt) or the released best_early.pt")
     p.add_argument("--release", required=True, type=Path, help="release folder")
-    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split whose galaxies are explained")
     p.add_argument("--n", type=int, default=None, help="explain the first N galaxies of the split (default: all)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--seed", type=int, default=0, help="baseline noise seed (per galaxy: hashed with its id)")
@@ -224,8 +224,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=int, default=3, help="baseline example figures to write")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per redshift bin")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--format", default="webdataset", choices=["webdataset", "parquet"])
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", default="webdataset", choices=["webdataset", "parquet"], help="which encoding of the release to read")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

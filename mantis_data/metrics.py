@@ -467,13 +467,22 @@ def metrics_table(
     return rows
 
 
+ZERO_SPREAD = 1e-9
+"""Relative size (of max(|value|, 1) after scaling) below which a spread is rounding noise, printed as none."""
+
+
 def format_uncertainty(value: float, error: float, scale: float = 1.0, digits: int = 1) -> str:
-    """Paper style 'value(error)': value/scale rounded at the error's leading digit(s), e.g. '2.438(4)'."""
+    """Paper style 'value(error)': value/scale rounded at the error's leading digit(s), e.g. '2.438(4)'.
+
+    An error below ``ZERO_SPREAD`` of the value's size (floating-point noise, e.g. the 5.6e-17 bootstrap
+    spread of a one-galaxy subpopulation, whose replicates are all the same) counts as zero; a zero or
+    undefined error prints the value alone, to 4 significant digits.
+    """
     v = float(value) / scale
     e = abs(float(error)) / scale
     if not math.isfinite(v):
         return str(v)
-    if not math.isfinite(e) or e == 0.0:
+    if not math.isfinite(e) or e <= ZERO_SPREAD * max(abs(v), 1.0):
         return f"{v:.4g}"
     decimals = (digits - 1) - math.floor(math.log10(e))
     e_rounded = round(e, decimals)

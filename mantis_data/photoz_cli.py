@@ -45,7 +45,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubling")
     p.add_argument("--dust", default="csfd-planck", help="E(B-V) maps the model was trained with (csfd-planck, csfd-gnilc, bh, none)")
     p.add_argument("--dust-dir", type=Path, default=None, help="dustmaps data directory (default: dustmaps' own)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs (auto: cuda if available)")
     p.add_argument("--batch-size", type=int, default=64, help="coordinates per model call")
     p.add_argument("--calibrator", type=Path, default=None,
                    help="CalPIT folder (mantis-data calibrate fit, or the released files): adds the calibrated PMF")
@@ -133,8 +133,8 @@ def register(subparsers) -> None:
     where = p.add_argument_group("one coordinate")
     where.add_argument("--ra", help="right ascension: degrees (150.1) or hours (10:00:24.0, 10h00m24s)")
     where.add_argument("--dec", help="declination: degrees (2.2, +02:12:00, 2d12m)")
-    where.add_argument("--png", default="photoz.png", help="figure: the nine cutouts and the PMF (default photoz.png)")
-    where.add_argument("--json", default="photoz.json", help="numbers, flags and the PMF (default photoz.json)")
+    where.add_argument("--png", default="photoz.png", help="figure: the nine cutouts and the PMF")
+    where.add_argument("--json", default="photoz.json", help="numbers, flags and the PMF")
     where.add_argument("--explain", action="store_true",
                        help="also the band importance: exact Shapley values and MM-SHAP (520 model calls; slow on CPU for ConvNeXt-L)")
     where.add_argument("--seed", type=int, default=0, help="baseline noise seed of --explain (with the coordinate's id)")
@@ -148,8 +148,8 @@ def register(subparsers) -> None:
 
     s = subparsers.add_parser("serve", help="the forced photo-z web app (a page, a JSON API, small CSV batches)")
     add_common_arguments(s)
-    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1: loopback only)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     s.add_argument("--max-batch", type=int, default=200, help="most coordinates in one uploaded CSV")
     s.set_defaults(func=run_serve)
 

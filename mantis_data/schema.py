@@ -1,8 +1,12 @@
 """One Mantis Shrimp sample and its two on-disk encodings.
 
 A sample, in memory, is a dict with the image cubes (``IMAGE_FIELDS``, float32, shapes from
-``mantis_data.bands``) and the scalar fields (``SCALAR_FIELDS``). Missing scalar values are ``None``
-(JSON null / Parquet null), never NaN, so both encodings load to the same values.
+``mantis_data.bands``) and the scalar fields (``SCALAR_FIELDS``). A missing value of a floating-point
+field (today only ``ebv_csfd`` / ``ebv_planck``, outside a dust map's footprint) is **NaN in both
+encodings**: the JSON member writes the bare token ``NaN`` (read by Python's ``json.loads``, the
+``webdataset`` package and the 🤗 Datasets WebDataset builder; not by strict JSON parsers), the Parquet
+column stores a NaN value (not a null). So ``load_dataset(...).with_format("torch")`` gives NaN tensors
+and a default-collate ``DataLoader`` works on either format. Non-float fields are never missing.
 
 WebDataset encoding (one tar member per field, key = ``target_id``, which has no dots)::
 
@@ -95,24 +99,34 @@ def parquet_features():
     return datasets.Features.from_dict(spec)
 
 
-def _clean_scalar(value):
-    """A JSON-safe scalar: NaN -> None, numpy scalars -> Python, arrays -> lists."""
+MISSING = math.nan
+"""The value of a missing floating-point field in both encodings (see the module docstring)."""
+
+
+def _is_float(arrow: pa.DataType) -> bool:
+    if pa.types.is_fixed_size_list(arrow) or pa.types.is_list(arrow):
+        return _is_float(arrow.value_type)
+    return pa.types.is_floating(arrow)
+
+
+def _clean_scalar(value, as_float: bool = False):
+    """A plain Python scalar: numpy scalars -> Python, arrays -> lists; with ``as_float`` None/NaN -> NaN."""
     if isinstance(value, np.ndarray):
-        return [_clean_scalar(v) for v in value.tolist()]
+        return [_clean_scalar(v, as_float) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
-        return [_clean_scalar(v) for v in value]
+        return [_clean_scalar(v, as_float) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if as_float:
+        return MISSING if value is None else float(value)
     return value
 
 
 def scalar_record(sample: dict) -> dict:
-    """The scalar part of a sample (target_id first, then ``SCALAR_FIELDS`` in order), JSON-safe."""
+    """The scalar part of a sample (target_id first, then ``SCALAR_FIELDS`` in order); missing floats are NaN."""
     out = {"target_id": sample["target_id"]}
-    for name in SCALAR_FIELDS:
-        out[name] = _clean_scalar(sample.get(name))
+    for name, (arrow, _, _) in SCALAR_FIELDS.items():
+        out[name] = _clean_scalar(sample.get(name), _is_float(arrow))
     return out
 
 
@@ -129,7 +143,7 @@ def webdataset_members(sample: dict) -> list[tuple[str, bytes]]:
     if "." in key or "/" in key:
         raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
     members = [(f"{key}.{f}.npy", encode_npy(sample[f])) for f in IMAGE_FIELDS]
-    text = json.dumps(scalar_record(sample), sort_keys=False, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(scalar_record(sample), sort_keys=False, allow_nan=True, separators=(",", ":"))
     members.append((f"{key}.json", text.encode("utf-8")))
     return members
 

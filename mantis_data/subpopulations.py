@@ -407,7 +407,7 @@ def add_arguments(parser) -> None:
         type=float,
         default=DEFAULT_MATCH_ARCSEC,
         metavar="ARCSEC",
-        help=f"cross-match tolerance in arcsec (default {DEFAULT_MATCH_ARCSEC:g}, the paper's)",
+        help=f"cross-match tolerance in arcsec ({DEFAULT_MATCH_ARCSEC:g} is the paper's)",
     )
     parser.add_argument(
         "--match-dz",

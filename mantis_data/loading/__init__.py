@@ -60,7 +60,7 @@ enough to continue mid-epoch with exactly the remaining batches of an uninterrup
 A batch is a dict: ``galex`` (B,2,32,32), ``ps1`` (B,5,170,170), ``unwise`` (B,2,32,32) float32 linear
 flux (or what the ``transform`` makes of them, e.g. ``image`` (B,9,120,120)); ``z`` float64 (B,);
 ``label`` int64 (B,), the redshift class, -1 when z is outside the grid; ``ebv`` float32 (B,2)
-(``ebv_csfd``, ``ebv_planck``, mag) with missing values (null in the release) replaced by ``ebv_fill``
+(``ebv_csfd``, ``ebv_planck``, mag) with missing values (NaN in the release; null in older releases) replaced by ``ebv_fill``
 (default 0.0) and flagged in ``ebv_missing`` bool (B,2) (``ebv_fill=None`` keeps NaN); ``valid`` bool
 (B,); ``index`` int64 (B,), the sample's position in the split; ``target_id`` list[str];
 ``aug_seed`` int64 0-d, the seed of this batch's augmentation.

@@ -73,7 +73,9 @@ class LoaderConfig:
             object.__setattr__(self, "images", images)
         for name in ("batch_size", "batches_per_epoch", "seed"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "num_workers", max(0, int(self.num_workers)))
+        if int(self.num_workers) < 0:
+            raise MantisDataError(f"num_workers must be >= 0 (0: load in the main process), not {self.num_workers}")
+        object.__setattr__(self, "num_workers", int(self.num_workers))
 
     def replace(self, **changes: Any) -> LoaderConfig:
         """A copy with some fields changed (unknown names raise ``MantisDataError`` listing the valid ones)."""
