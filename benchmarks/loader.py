@@ -7,7 +7,9 @@ One interleaved run over one release (a demo release built into a temporary fold
 given), for each worker count (0: everything in the main process; the ceiling then uses one process):
 
   ceiling       as many processes as workers (at least one) copy every sample's image bytes (located by
-                the tar offsets) from ``numpy.memmap``s of the tar shards into one reused batch buffer
+                the tar offsets) from ``numpy.memmap``s of the tar shards into one reused batch buffer,
+                each with as many threads as ours copies with in one process (``copy_threads``: at 0
+                workers up to 4, one per core; 1 in each worker)
   ours tar      ``make_loader(format="webdataset", order="shuffle")``
   ours parquet  ``make_loader(format="parquet", order="shuffle")``
   mds, mds-zstd MosaicML streaming: the same samples written by its ``MDSWriter`` (ndarray columns,
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from mantis_data.loading import make_loader  # noqa: E402
+from mantis_data.loading.copy import resolve_copy_threads  # noqa: E402
 from mantis_data.loading.shards import split_shards  # noqa: E402
 from mantis_data.loading.tar import shard_index  # noqa: E402
 from mantis_data.release import PARQUET_DIR, open_release  # noqa: E402
@@ -86,31 +89,44 @@ def folder_bytes(path: Path) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _memmap_worker(spans, batch_size, seconds, barrier, queue) -> None:
+def _memmap_worker(spans, batch_size, seconds, threads, barrier, queue) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     maps = {p: np.memmap(p, dtype=np.uint8, mode="r") for p in {p for p, _ in spans}}
     buf = {f: np.empty((batch_size, NBYTES[f]), np.uint8) for f in IMAGE_FIELDS}
     views = [buf[f].view(np.float32) for f in IMAGE_FIELDS]
-    barrier.wait()
-    t0, done, i, sums = time.perf_counter(), 0, 0, 0.0
-    while time.perf_counter() - t0 < seconds or i < len(spans):
-        for b in range(batch_size):
-            path, offs = spans[i % len(spans)]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    parts = np.array_split(np.arange(batch_size), threads)
+
+    def copy(rows, first):  # rows of the batch whose samples are spans[first + row]
+        for b in rows.tolist():
+            path, offs = spans[(first + b) % len(spans)]
             mm = maps[path]
             for k, f in enumerate(IMAGE_FIELDS):
                 buf[f][b] = mm[offs[k] : offs[k] + NBYTES[f]]
-            i += 1
+
+    barrier.wait()
+    t0, done, i, sums = time.perf_counter(), 0, 0, 0.0
+    while time.perf_counter() - t0 < seconds or i < len(spans):
+        if pool is None:
+            copy(parts[0], i)
+        else:
+            list(pool.map(copy, parts, [i] * threads))
+        i += batch_size
         sums += float(checksums(views).sum())
         done += batch_size
     queue.put((done, time.perf_counter() - t0))
 
 
-def bench_ceiling(ctx, workers: int) -> float:
-    """samples/s of max(1, workers) processes copying the image bytes out of memmapped tar shards."""
+def bench_ceiling(ctx, workers: int, threads: int) -> float:
+    """samples/s of max(1, workers) processes, each copying the image bytes out of memmapped tar shards
+    into one reused batch buffer with ``threads`` threads."""
     procs_n = max(1, workers)
     spans = ctx.spans
     q = mp.get_context("spawn")  # not fork: the peers' threads (MDS, litdata, HF) can hold locks a fork copies
     barrier, queue = q.Barrier(procs_n), q.Queue()
-    procs = [q.Process(target=_memmap_worker, args=(spans[w::procs_n], ctx.batch_size, ctx.seconds, barrier, queue))
+    procs = [q.Process(target=_memmap_worker,
+                       args=(spans[w::procs_n], ctx.batch_size, ctx.seconds, threads, barrier, queue))
              for w in range(procs_n)]
     for p in procs:
         p.start()
@@ -360,16 +376,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for workers in args.workers:
             rows: dict[str, tuple[float, str]] = {}
+            threads = resolve_copy_threads(None) if workers == 0 else 1  # what ours uses per process
             ceiling = 0.0
             for _ in range(max(1, args.repeat)):
-                ceiling = max(ceiling, bench_ceiling(ctx, workers))
+                ceiling = max(ceiling, bench_ceiling(ctx, workers, threads))
                 for name, build in paths.items():
                     rate, check = measure(ctx, lambda build=build, w=workers: build(w))
                     if name not in rows or rate > rows[name][0]:
                         rows[name] = (rate, check)
             best_peer = max((rows[k][0] for k in peers), default=float("nan"))
             print(f"\nworkers = {workers}{'':<14}samples/s   x ceiling   x best peer   check")
-            print(f"  {'ceiling (memmap copy)':<30} {ceiling:9.0f}   {1.0:8.2f}")
+            print(f"  {f'ceiling ({max(1, workers)} proc x {threads} thr)':<30} {ceiling:9.0f}   {1.0:8.2f}")
             for name, (rate, check) in rows.items():
                 vs = f"{rate / best_peer:10.2f}" if name.startswith("ours") else " " * 10
                 print(f"  {name:<30} {rate:9.0f}   {rate / ceiling:8.2f}   {vs}    {check}")

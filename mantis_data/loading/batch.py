@@ -210,6 +210,8 @@ class BatchMaker:
     pool: SlotPool | None = None
     _scratch: dict | None = None
     verifier: Any = None
+    copy_threads: int | None = None
+    """Threads copying a batch's bytes (None: ``copy.resolve_copy_threads`` picks)."""
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -34,6 +34,8 @@ class LoaderConfig:
     verify: checks at open against the MANIFEST: "size" (default: each shard's size and sample keys),
       "sha256" (also each shard's sha256, hashed once in the background and cached by size and mtime),
       "none".
+    copy_threads: threads copying each batch's image bytes (None: 1 in each DataLoader worker, and up to
+      4, as many as there are cores, when the main process loads, num_workers=0).
     """
 
     format: str = "webdataset"
@@ -55,6 +57,7 @@ class LoaderConfig:
     cache_row_groups: int | None = None
     shared_slots: int | None = None
     verify: str = "size"
+    copy_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -76,6 +79,10 @@ class LoaderConfig:
         if int(self.num_workers) < 0:
             raise MantisDataError(f"num_workers must be >= 0 (0: load in the main process), not {self.num_workers}")
         object.__setattr__(self, "num_workers", int(self.num_workers))
+        if self.copy_threads is not None:
+            if int(self.copy_threads) < 1:
+                raise MantisDataError(f"copy_threads must be >= 1 (None: automatic), not {self.copy_threads}")
+            object.__setattr__(self, "copy_threads", int(self.copy_threads))
 
     def replace(self, **changes: Any) -> LoaderConfig:
         """A copy with some fields changed (unknown names raise ``MantisDataError`` listing the valid ones)."""

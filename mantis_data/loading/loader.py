@@ -170,7 +170,8 @@ def make_loader(
     rank, world_size = dist_info(config.rank, config.world_size)
     workers = config.num_workers
     batch_size, order = config.batch_size, config.order
-    common = dict(images=config.images, transform=transform, ebv_fill=config.ebv_fill, verify=config.verify)
+    common = dict(images=config.images, transform=transform, ebv_fill=config.ebv_fill, verify=config.verify,
+                  copy_threads=config.copy_threads)
     if config.format == "webdataset":
         buf = DEFAULT_SHUFFLE_BUFFER if config.shuffle_buffer == "default" else config.shuffle_buffer
         dataset = WebDatasetStream(

@@ -12,6 +12,7 @@ import torch.utils.data as tud
 
 from ..errors import MantisDataError
 from .batch import BatchMaker, check_images
+from .copy import copy_pairs, resolve_copy_threads
 from .parquet import ParquetReader
 from .plan import Plan, Positioned
 from .seeds import batch_aug_seed
@@ -46,6 +47,7 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         ebv_fill: float | None = 0.0,
         cache_row_groups: int = 16,
         verify: str = "size",
+        copy_threads: int | None = None,
     ):
         super().__init__()
         if is_release_url(root):
@@ -58,6 +60,7 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         self.images = check_images(images, transform)
         self.transform = transform
         self.ebv_fill = ebv_fill
+        self.copy_threads = copy_threads
 
     @property
     def unit_sizes(self) -> np.ndarray:
@@ -96,6 +99,7 @@ class ParquetDataset(BatchMaker, tud.Dataset):
             arrays = [(t.numpy().reshape(n, -1).view(np.uint8), f) for f, t in raw.items()]
             keys: list[str] = [""] * n
             z, ebv = np.empty(n), np.empty((n, 2))
+            pairs = []
             for u in np.unique(units):
                 sel = np.flatnonzero(units == u)
                 r = rows[sel]
@@ -103,10 +107,11 @@ class ParquetDataset(BatchMaker, tud.Dataset):
                 src = [(dst, data[f].reshape(len(data[f]), -1).view(np.uint8)) for dst, f in arrays]
                 for i, rr in zip(sel.tolist(), r.tolist(), strict=True):
                     for dst, s in src:
-                        dst[i] = s[rr]
+                        pairs.append((dst[i], s[rr]))
                     keys[i] = data["keys"][rr]
                 z[sel] = data["z"][r]
                 ebv[sel] = data["ebv"][r]
+            copy_pairs(pairs, resolve_copy_threads(self.copy_threads))
             return keys, z, ebv
 
         return self.make_batch(n, fill, idx, valid, aug_seed)

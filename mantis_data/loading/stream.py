@@ -13,6 +13,7 @@ import torch.utils.data as tud
 from ..errors import MantisDataError, ReleaseError
 from ..redshift import redshift_class
 from .batch import BatchMaker, check_images
+from .copy import resolve_copy_threads
 from .plan import (
     DEFAULT_SHUFFLE_BUFFER,
     PAPER_BATCHES_PER_EPOCH,
@@ -57,6 +58,7 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
         world_size: int | None = None,
         redshifts: np.ndarray | None = None,
         verify: str = "size",
+        copy_threads: int | None = None,
     ):
         super().__init__()
         self.root, manifest, self.is_url = load_manifest(root)
@@ -85,6 +87,7 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
         self.images = check_images(images, transform)
         self.transform = transform
         self.ebv_fill = ebv_fill
+        self.copy_threads = copy_threads
         self.init_position()
         self.verifier = ShardVerifier(self.shards) if verify == "sha256" and not self.is_url else None
         self._reader = None if self.is_url else LocalTarReader(self.shards, verify)
@@ -137,7 +140,8 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
 
         def fill(raw: dict[str, torch.Tensor]):
             views = {f: t.numpy().reshape(n, -1).view(np.uint8) for f, t in raw.items()}
-            return self._reader.read_batch(shard_ids, idx - self._starts[shard_ids], views)
+            threads = resolve_copy_threads(self.copy_threads)
+            return self._reader.read_batch(shard_ids, idx - self._starts[shard_ids], views, threads)
 
         return self.make_batch(n, fill, idx, valid, aug_seed)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ReleaseError
 from ..schema import IMAGE_DTYPE, IMAGE_FIELDS, IMAGE_SHAPES
+from .copy import copy_pairs
 from .shards import Shard
 from .tarindex import NBYTES, TarIndex, decode_index, npy_data_offset, sample_meta
 
@@ -271,12 +272,14 @@ class LocalTarReader:
             self._maps.popitem(last=False)
         return index, data
 
-    def read_batch(self, shard_ids: np.ndarray, local: np.ndarray, dst: dict[str, np.ndarray]):
-        """Copy samples (shard, local index) into ``dst`` (field -> (n, bytes) uint8 rows); return (keys, z, ebv)."""
+    def read_batch(self, shard_ids: np.ndarray, local: np.ndarray, dst: dict[str, np.ndarray], threads: int = 1):
+        """Copy samples (shard, local index) into ``dst`` (field -> (n, bytes) uint8 rows) with ``threads``
+        threads; return (keys, z, ebv)."""
         n = len(local)
         keys: list[str] = [""] * n
         z, ebv = np.empty(n), np.empty((n, 2))
         fields = [(out, _FIELD_POS[f], NBYTES[f]) for f, out in dst.items()]
+        pairs = []
         for sid in np.unique(shard_ids).tolist():
             index, data = self._shard(sid)
             sel = np.flatnonzero(shard_ids == sid)
@@ -285,7 +288,8 @@ class LocalTarReader:
             for i, j, offs in zip(sel.tolist(), loc.tolist(), index.offsets[loc].tolist(), strict=True):
                 keys[i] = index.keys[j]
                 for out, k, nb in fields:
-                    out[i] = data[offs[k] : offs[k] + nb]
+                    pairs.append((out[i], data[offs[k] : offs[k] + nb]))
+        copy_pairs(pairs, threads)
         return keys, z, ebv
 
     def __getstate__(self):

@@ -1,0 +1,62 @@
+"""Batch copies split over threads (``copy_threads``): the same bytes as one thread, errors surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.utils.data as tud
+
+from mantis_data.errors import MantisDataError
+from mantis_data.loading import LoaderConfig, make_loader
+from mantis_data.loading.copy import MAX_AUTO_THREADS, available_cores, copy_pairs, resolve_copy_threads
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_copy_pairs_writes_every_destination(threads):
+    rng = np.random.default_rng(threads)
+    sizes = [578_000, 8192, 8192, 578_000, 17, 8192, 578_000, 3] * 3  # uneven, as a batch's three cubes
+    srcs = [rng.integers(0, 255, n, dtype=np.uint8) for n in sizes]
+    dsts = [np.zeros(n, dtype=np.uint8) for n in sizes]
+    copy_pairs(list(zip(dsts, srcs, strict=True)), threads)
+    assert all(np.array_equal(d, s) for d, s in zip(dsts, srcs, strict=True))
+
+
+def test_copy_pairs_raises_a_threads_error():
+    good = (np.zeros(1000, np.uint8), np.ones(1000, np.uint8))
+    bad = (np.zeros(10, np.uint8), np.ones(11, np.uint8))  # shapes that do not broadcast
+    with pytest.raises(ValueError):
+        copy_pairs([good] * 5 + [bad], threads=2)  # the bad pair falls to the helper thread
+    with pytest.raises(ValueError):
+        copy_pairs([bad] + [good] * 5, threads=2)  # or to the calling thread
+
+
+class _ThreadsSeen(tud.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return resolve_copy_threads(None)
+
+
+def test_automatic_threads_are_one_per_worker_and_cores_in_the_main_process():
+    assert resolve_copy_threads(None) == max(1, min(MAX_AUTO_THREADS, available_cores()))
+    assert resolve_copy_threads(3) == 3
+    seen = list(tud.DataLoader(_ThreadsSeen(), batch_size=None, num_workers=1))
+    assert seen == [1, 1]
+    with pytest.raises(MantisDataError, match="copy_threads"):
+        LoaderConfig(copy_threads=0)
+    assert LoaderConfig(copy_threads="2").copy_threads == 2
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_threaded_batches_equal_single_threaded_ones(loader_release, fmt):
+    kw = dict(format=fmt, order="shuffle", batch_size=16, num_workers=0, seed=5)
+    one = list(make_loader(loader_release, "train", copy_threads=1, **kw))
+    many = list(make_loader(loader_release, "train", copy_threads=3, **kw))
+    assert len(one) == len(many) > 1
+    for a, b in zip(one, many, strict=True):
+        assert a["target_id"] == b["target_id"]
+        for f in ("ps1", "galex", "unwise"):
+            assert torch.equal(a[f], b[f]), f
+        assert a["ps1"].abs().sum() > 0  # real images, not zeros on both sides
