@@ -4,27 +4,18 @@ The cache is the layout of ``mantis_data.cutouts.layout`` (what ``LocalFitsSourc
 each validated response is written as it arrives, atomically (a temporary file in ``<cache>/.tmp``,
 then a rename), so the cache never holds a partial or unvalidated file.
 
-Fetch manifest: ``<cache>/fetch_manifest.jsonl``, append-only JSON lines, one line per target each time
-the target is resolved (all its requested surveys ended)::
-
-    {"target_id": "sdss-123", "ra": 150.1, "dec": 2.2, "galex": "ok", "ps1": "no_coverage",
-     "unwise": "failed: http 503 after 5 attempts", "attempts": {"galex": 1, "ps1": 1, "unwise": 5},
-     "fetched_at": "2025-01-01T00:00:00Z"}
-
-A survey's status is 'ok', 'no_coverage' (Pan-STARRS lists no stack file there) or
-'failed: <reason> after <n> attempt(s)' (Pan-STARRS: '[<bands>]' names the bands that failed). The last
-line of a target wins. Each line is one ``write`` to an O_APPEND file (the kernel has it the moment it
-returns, so a SIGKILL loses nothing; fsync every second and at the end bounds what a power cut loses).
+Each resolved target gets a line in the fetch manifest, ``<cache>/fetch_manifest.jsonl`` (its format,
+reader and writer live in ``mantis_data.cutouts.fetch_manifest``; the last line of a target wins).
 A rerun reads it, skips targets whose surveys are all ok/no_coverage, and retries what failed. Targets
 with no line yet (never started, or in flight when the process died) first look at the cache: files
 already there are validated like a response and kept, so a completed stamp is never fetched twice.
-The manifest stays JSONL (no compaction): ``read_manifest`` loads it with pyarrow's JSON reader.
+
+``FetchConfig`` now lives in ``mantis_data.cutouts.fetch_config`` and ``HttpSource`` in
+``mantis_data.cutouts.http_source``; this module still imports (re-exports) them and every manifest name.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import threading
 import time
@@ -40,240 +31,32 @@ import pandas as pd
 import pyarrow as pa
 
 from mantis_data._io import FolderLock, atomic_write_bytes
-from mantis_data.bands import SURVEY_ORDER, SURVEYS
-from mantis_data.errors import InputDataError, MantisDataError
+from mantis_data.bands import SURVEY_ORDER
+from mantis_data.errors import InputDataError
 
-from .base import Stamps
-from .client import (
-    HostLimits,
-    HttpClient,
-    Interrupted,
-    InvalidResponse,
-    RequestFailed,
-    RetryPolicy,
+from .client import HttpClient, InvalidResponse, RequestFailed
+from .fetch_config import FetchConfig
+from .fetch_manifest import (  # noqa: F401  (re-exported: the manifest used to live here)
+    _FSYNC_EVERY_S,
+    _MANIFEST_SCHEMA,
+    DONE_STATUSES,
+    MANIFEST_NAME,
+    ManifestWriter,
+    _read_records,
+    _type_problem,
+    fetch_failures,
+    manifest_path,
+    read_manifest,
 )
+from .http_source import HttpSource
 from .layout import cutout_path
-from .legacysurvey import (
-    DEFAULT_LEGACY_URL,
-    LEGACY_SURVEYS,
-    LegacySurveyClient,
-    LegacySurveySource,
-)
-from .ps1 import DEFAULT_PS1_URL, PS1_BANDS, PS1Client, PS1Source
-
-MANIFEST_NAME = "fetch_manifest.jsonl"
-"""The fetch manifest's file name inside the cache folder."""
+from .legacysurvey import LEGACY_SURVEYS, LegacySurveyClient
+from .ps1 import PS1_BANDS, PS1Client
 
 TMP_DIR = ".tmp"
 """Folder inside the cache for files being written (emptied at the start of each fetch)."""
 
-DONE_STATUSES = ("ok", "no_coverage")
-"""Survey statuses a rerun does not fetch again."""
-
 _POSITION_TOLERANCE_DEG = 1e-6  # a target whose recorded position moved more than this is refetched
-_FSYNC_EVERY_S = 1.0
-
-_MANIFEST_SCHEMA = pa.schema(
-    [
-        ("target_id", pa.string()),
-        ("ra", pa.float64()),
-        ("dec", pa.float64()),
-        *[(s, pa.string()) for s in SURVEY_ORDER],
-        ("attempts", pa.struct([(s, pa.int64()) for s in SURVEY_ORDER])),
-        ("fetched_at", pa.string()),
-    ]
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass
-class FetchConfig:
-    """How to fetch: service URLs, per-host politeness, timeouts and retries, which surveys.
-
-    concurrency: requests in flight per host; rate: requests per second per host (None: unlimited);
-    timeout_s: socket timeout per connect/read; attempts: tries per request; backoff_s: first retry wait
-    (doubling, capped at backoff_max_s, jittered by +-50%); max_offset_px: largest WCS centre offset kept;
-    workers: fetch threads (default 2 x concurrency); recheck: revalidate files of targets already ok.
-    """
-
-    ps1_url: str = DEFAULT_PS1_URL
-    legacy_url: str = DEFAULT_LEGACY_URL
-    concurrency: int = 4
-    rate: float | None = 5.0
-    burst: int = 1
-    timeout_s: float = 30.0
-    attempts: int = 5
-    backoff_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_retry_after_s: float = 600.0
-    max_offset_px: float = 1.0
-    surveys: tuple[str, ...] = SURVEY_ORDER
-    workers: int | None = None
-    recheck: bool = False
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        self.surveys = tuple(self.surveys)
-        bad = [s for s in self.surveys if s not in SURVEYS]
-        if bad or not self.surveys:
-            raise InputDataError(f"surveys must be a non-empty subset of {SURVEY_ORDER}, not {self.surveys}")
-        if self.workers is not None and self.workers < 1:
-            raise InputDataError(f"workers must be >= 1, not {self.workers}")
-        if not self.max_offset_px > 0:
-            raise InputDataError(f"max_offset_px must be > 0, not {self.max_offset_px}")
-
-    def make_client(self) -> HttpClient:
-        """An HttpClient with this configuration's limits, retries and timeout."""
-        return HttpClient(
-            HostLimits(concurrency=self.concurrency, rate=self.rate, burst=self.burst),
-            RetryPolicy(
-                attempts=self.attempts,
-                backoff_s=self.backoff_s,
-                backoff_max_s=self.backoff_max_s,
-                max_retry_after_s=self.max_retry_after_s,
-            ),
-            timeout_s=self.timeout_s,
-            seed=self.seed,
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Manifest
-
-
-def manifest_path(cache: str | Path) -> Path:
-    """Path of the fetch manifest in a cache folder."""
-    return Path(cache) / MANIFEST_NAME
-
-
-def _type_problem(rec: dict) -> str | None:
-    """What is wrong with the types of one manifest record (None when they fit _MANIFEST_SCHEMA)."""
-
-    def number(v) -> bool:
-        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-
-    for key in ("ra", "dec"):
-        if not number(rec.get(key)):
-            return f"{key} is {rec.get(key)!r}, not a number"
-    for key in (*SURVEY_ORDER, "fetched_at"):
-        if rec.get(key) is not None and not isinstance(rec.get(key), str):
-            return f"{key} is {rec.get(key)!r}, not a string"
-    attempts = rec.get("attempts")
-    if attempts is not None:
-        if not isinstance(attempts, dict):
-            return f"attempts is {attempts!r}, not an object"
-        for s in SURVEY_ORDER:
-            v = attempts.get(s)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                return f"attempts.{s} is {v!r}, not an integer"
-    return None
-
-
-def _read_records(data: bytes, path: Path | str = MANIFEST_NAME) -> pa.Table:
-    import io
-
-    import pyarrow.json as pj
-
-    try:
-        return pj.read_json(
-            io.BytesIO(data),
-            parse_options=pj.ParseOptions(explicit_schema=_MANIFEST_SCHEMA, unexpected_field_behavior="ignore"),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        rows = []
-        for number, line in enumerate(data.splitlines(), start=1):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a damaged line (power cut mid-write) is skipped, not fatal
-            if not (isinstance(rec, dict) and isinstance(rec.get("target_id"), str)):
-                continue
-            why = _type_problem(rec)
-            if why is not None:
-                raise InputDataError(
-                    f"{path}:{number}: {why} (target {rec['target_id']!r}); delete that line (its target is "
-                    "fetched again) and rerun"
-                ) from None
-            rows.append({k: rec.get(k) for k in _MANIFEST_SCHEMA.names})
-        return pa.Table.from_pylist(rows, schema=_MANIFEST_SCHEMA)
-
-
-def read_manifest(cache: str | Path) -> pd.DataFrame:
-    """The latest manifest record per target: target_id, ra, dec, galex, ps1, unwise, attempts_<survey>, fetched_at."""
-    path = manifest_path(cache)
-    columns = ["target_id", "ra", "dec", *SURVEY_ORDER, *[f"attempts_{s}" for s in SURVEY_ORDER], "fetched_at"]
-    if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputDataError(f"cannot read the fetch manifest {path}: {exc.strerror or exc}") from None
-    data = data[: data.rfind(b"\n") + 1]
-    table = _read_records(data, path) if data.strip() else pa.Table.from_pylist([], schema=_MANIFEST_SCHEMA)
-    frame = pd.DataFrame({n: table.column(n).to_pandas() for n in ("target_id", "ra", "dec", *SURVEY_ORDER, "fetched_at")})
-    attempts = table.column("attempts").combine_chunks() if table.num_rows else None
-    for s in SURVEY_ORDER:
-        frame[f"attempts_{s}"] = (
-            attempts.field(s).to_pandas() if attempts is not None else pd.Series(dtype="float64")
-        )
-    frame = frame[frame["target_id"].notna()]
-    return frame.drop_duplicates("target_id", keep="last").reset_index(drop=True)[columns]
-
-
-def fetch_failures(cache: str | Path) -> dict[str, dict[str, str]]:
-    """Per target, the surveys whose latest fetch status is not 'ok' (no_coverage or failed: ...)."""
-    frame = read_manifest(cache)
-    out: dict[str, dict[str, str]] = {}
-    for s in SURVEY_ORDER:
-        col = frame[s]
-        bad = col.notna() & (col != "ok")
-        for tid, status in zip(frame.loc[bad, "target_id"], col[bad], strict=True):
-            out.setdefault(tid, {})[s] = status
-    return out
-
-
-class ManifestWriter:
-    """Appends manifest lines with one O_APPEND write each; fsyncs at most every second and on close."""
-
-    def __init__(self, cache: str | Path):
-        self.path = manifest_path(cache)
-        try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            size = os.fstat(self._fd).st_size
-            if size:
-                with open(self.path, "rb") as f:
-                    f.seek(size - 1)
-                    if f.read(1) != b"\n":  # a torn last line (power cut): end it so ours starts clean
-                        os.write(self._fd, b"\n")
-        except OSError as exc:
-            raise InputDataError(f"cannot write the fetch manifest {self.path}: {exc.strerror or exc}") from None
-        self._last_sync = time.monotonic()
-        self.records = 0
-
-    def append(self, record: dict) -> None:
-        """Write one record as a JSON line."""
-        os.write(self._fd, (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode())
-        self.records += 1
-        now = time.monotonic()
-        if now - self._last_sync >= _FSYNC_EVERY_S:
-            os.fsync(self._fd)
-            self._last_sync = now
-
-    def close(self) -> None:
-        """Flush to disk and close."""
-        if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> ManifestWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,44 +397,6 @@ def format_summary(summary: dict) -> str:
     if failed:
         lines.append(f"  {failed} survey fetches failed (reasons in {MANIFEST_NAME}); rerun the same command to retry them")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# A combined HTTP source
-
-
-class HttpSource:
-    """Cutout source over HTTP for all three surveys, validated in memory (no cache): for small jobs.
-
-    For a release, fetch into a cache first (``fetch_cutouts``) and build from it with LocalFitsSource:
-    the rate limits of an HttpSource copied into worker processes are per process.
-    """
-
-    def __init__(self, config: FetchConfig | None = None):
-        self.config = config or FetchConfig()
-        self._init()
-
-    def _init(self) -> None:
-        client = self.config.make_client()
-        self._ps1 = PS1Source(client, self.config.ps1_url, self.config.max_offset_px)
-        self._legacy = LegacySurveySource(client, self.config.legacy_url, self.config.max_offset_px)
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
-        self._init()
-
-    def get(self, target_id: str, ra: float, dec: float) -> Stamps:
-        """The three stamps of one target at (ra, dec) degrees ICRS, or failures per survey."""
-        stamps = Stamps(target_id=target_id)
-        try:
-            self._legacy.fill(stamps, ra, dec)
-            self._ps1.fill(stamps, ra, dec)
-        except Interrupted:
-            raise MantisDataError("interrupted") from None
-        return stamps
 
 
 __all__ = [

@@ -61,7 +61,7 @@ class LocalFitsSource:
         if not self.use_fetch_manifest:
             return None
         if self._fetch_status is None:
-            from .fetch import fetch_failures, manifest_path
+            from .fetch_manifest import fetch_failures, manifest_path
 
             self._fetch_status = fetch_failures(self.root) if manifest_path(self.root).exists() else {}
         return self._fetch_status.get(target_id, {}).get(survey)
