@@ -100,7 +100,8 @@ def load_model(path: str | Path, device: str = "cpu") -> ExplainModel:
     """Load a training checkpoint (``training.train``'s ``best.pt``/``last.pt``) or the released ``best_early.pt``."""
     import torch
 
-    from .models import ModelConfig, build_model, load_released_early
+    from .models import ModelConfig, build_model
+    from .released_model import load_released_early
     from .transforms import PAPER_EARLY, Transform
 
     path = Path(path)

@@ -279,7 +279,7 @@ class ForcedPhotoZ:
 
         from .cutouts.fetch import FetchConfig
         from .dust import DustMaps
-        from .models import load_released
+        from .released_model import load_released
 
         if batch_size < 1:
             raise InputDataError(f"batch size must be >= 1, not {batch_size}")
