@@ -1,15 +1,18 @@
 """Benchmark: our loaders against the loaders a user would pick instead, and a memmap read ceiling.
 
     python benchmarks/loader.py [--release PATH | --n 2600] [--split train] [--batch-size 32]
-                                [--workers 0 2] [--seconds 3] [--repeat 1] [--skip NAME ...]
+                                [--workers 0 2] [--seconds 1.5] [--repeat 5] [--skip NAME ...]
 
 One interleaved run over one release (a demo release built into a temporary folder unless --release is
 given), for each worker count (0: everything in the main process; the ceiling then uses one process):
 
-  ceiling       as many processes as workers (at least one) copy every sample's image bytes (located by
-                the tar offsets) from ``numpy.memmap``s of the tar shards into one reused batch buffer,
-                each with as many threads as ours copies with in one process (``copy_threads``: at 0
-                workers up to 4, one per core; 1 in each worker)
+  ceiling       the least work any loader must do: copy every sample's image bytes (located by the tar
+                offsets) out of ``numpy.memmap``s of the tar shards into preallocated batch buffers, then
+                the consumer's checksum. 0 workers: this process, one reused buffer, as many copy threads
+                as ours uses there (``copy_threads``: up to 4, one per core). N workers: N spawned
+                processes copy, one thread each, into rings of 4 batch buffers in shared memory (where a
+                batch built in another process must be for the consumer to read it), and this process
+                checksums them in turn and hands them back (a semaphore per buffer, no other messages)
   ours tar      ``make_loader(format="webdataset", order="shuffle")``
   ours parquet  ``make_loader(format="parquet", order="shuffle")``
   mds, mds-zstd MosaicML streaming: the same samples written by its ``MDSWriter`` (ndarray columns,
@@ -23,9 +26,12 @@ given), for each worker count (0: everything in the main process; the ceiling th
 Every path yields batches of the three image cubes and the sample keys; for every sample the benchmark
 computes a checksum (float64 sum of every 97th value of each cube) in the main process and checks it
 against the release's, and counts the samples of every epoch, so no path is fast by skipping work (the
-ceiling pays the same checksum). Each figure is the rate over whole epochs lasting at least ``--seconds``
-after one warm-up epoch, the best of ``--repeat`` rounds (the rounds interleave all paths). It prints
-samples/s, the ratio to the ceiling, the ratio of ours to the best peer, and bytes per sample on disk.
+ceiling pays the same checksum). Every path is opened once per worker count and warmed up by one epoch;
+then ``--repeat`` rounds each measure the ceiling and every path in turn, over whole epochs lasting at
+least ``--seconds``, so that the machine's changing load (shared cores and memory bandwidth) falls on all
+paths alike. It prints each path's best and median samples/s, the ratio of bests to the ceiling and of
+ours to the best peer, and bytes per sample on disk. The consumer (this process) keeps torch's default
+threads with 0 workers and leaves the workers their cores otherwise (``torch.set_num_threads``).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from mantis_data.loading import make_loader  # noqa: E402
-from mantis_data.loading.copy import resolve_copy_threads  # noqa: E402
+from mantis_data.loading.copy import available_cores, resolve_copy_threads  # noqa: E402
 from mantis_data.loading.shards import split_shards  # noqa: E402
 from mantis_data.loading.tar import shard_index  # noqa: E402
 from mantis_data.release import PARQUET_DIR, open_release  # noqa: E402
@@ -89,51 +95,118 @@ def folder_bytes(path: Path) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _memmap_worker(spans, batch_size, seconds, threads, barrier, queue) -> None:
+def _copy_spans(spans, maps, buf, rows, first) -> None:
+    """Copy the image bytes of samples ``spans[first + row]`` into rows ``rows`` of the batch buffers ``buf``."""
+    for b in rows:
+        path, offs = spans[(first + b) % len(spans)]
+        mm = maps[path]
+        for k, f in enumerate(IMAGE_FIELDS):
+            buf[f][b] = mm[offs[k] : offs[k] + NBYTES[f]]
+
+
+def _ceiling_in_process(ctx, threads: int) -> float:
+    """samples/s of this process copying every sample into one reused batch buffer with ``threads``
+    threads and checksumming each batch (the 0-worker ceiling)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    spans, bs = ctx.spans, ctx.batch_size
     maps = {p: np.memmap(p, dtype=np.uint8, mode="r") for p in {p for p, _ in spans}}
-    buf = {f: np.empty((batch_size, NBYTES[f]), np.uint8) for f in IMAGE_FIELDS}
-    views = [buf[f].view(np.float32) for f in IMAGE_FIELDS]
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
-    parts = np.array_split(np.arange(batch_size), threads)
+    buf = {f: np.empty((bs, NBYTES[f]), np.uint8) for f in IMAGE_FIELDS}
+    views = [torch.from_numpy(buf[f].view(np.float32)) for f in IMAGE_FIELDS]
+    parts = [a.tolist() for a in np.array_split(np.arange(bs), threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        def epoch():
+            for i in range(0, len(spans), bs):
+                list(pool.map(_copy_spans, [spans] * threads, [maps] * threads, [buf] * threads, parts,
+                              [i] * threads))
+                checksums(views)
+            return -(-len(spans) // bs) * bs
 
-    def copy(rows, first):  # rows of the batch whose samples are spans[first + row]
-        for b in rows.tolist():
-            path, offs = spans[(first + b) % len(spans)]
-            mm = maps[path]
-            for k, f in enumerate(IMAGE_FIELDS):
-                buf[f][b] = mm[offs[k] : offs[k] + NBYTES[f]]
+        epoch()  # warm-up: maps the pages
+        t0, n = time.perf_counter(), 0
+        while n == 0 or time.perf_counter() - t0 < ctx.seconds:
+            n += epoch()
+        return n / (time.perf_counter() - t0)
 
-    barrier.wait()
-    t0, done, i, sums = time.perf_counter(), 0, 0, 0.0
-    while time.perf_counter() - t0 < seconds or i < len(spans):
-        if pool is None:
-            copy(parts[0], i)
-        else:
-            list(pool.map(copy, parts, [i] * threads))
-        i += batch_size
-        sums += float(checksums(views).sum())
-        done += batch_size
-    queue.put((done, time.perf_counter() - t0))
+
+def _ceiling_worker(spans, batch_size, slots, shm_name, w, free, ready, stop) -> None:
+    """One ceiling worker: copy batches of ``spans`` into its ring of shared-memory slots, in turn."""
+    from multiprocessing import shared_memory
+
+    torch.set_num_threads(1)  # as DataLoader does in its workers
+    shm = shared_memory.SharedMemory(name=shm_name)
+    maps = {p: np.memmap(p, dtype=np.uint8, mode="r") for p in {p for p, _ in spans}}
+    bufs = [_slot_arrays(shm.buf, batch_size, slots, w, k) for k in range(slots)]
+    rows = range(batch_size)
+    i = j = 0
+    while not stop.is_set():
+        if not free.acquire(timeout=0.1):
+            continue
+        _copy_spans(spans, maps, bufs[j % slots], rows, i)
+        i, j = i + batch_size, j + 1
+        ready.release()
+    del bufs
+    shm.close()
+
+
+def _slot_arrays(buf, batch_size: int, slots: int, w: int, k: int) -> dict[str, np.ndarray]:
+    """(batch_size, bytes) uint8 arrays of slot ``k`` of worker ``w`` in the shared buffer ``buf``."""
+    slot_bytes = batch_size * sum(NBYTES.values())
+    out, off = {}, (w * slots + k) * slot_bytes
+    for f in IMAGE_FIELDS:
+        out[f] = np.ndarray((batch_size, NBYTES[f]), np.uint8, buf, off)
+        off += batch_size * NBYTES[f]
+    return out
+
+
+def _ceiling_workers(ctx, workers: int, slots: int = 4) -> float:
+    """samples/s of ``workers`` spawned processes copying batches into rings of ``slots`` shared-memory batch
+    buffers, which this process (the consumer) checksums in turn and hands back: the least a loader with
+    workers must do (the copy, into memory the consumer can see, and the consumer's read)."""
+    from multiprocessing import shared_memory
+
+    q = mp.get_context("spawn")  # not fork: the peers' threads (MDS, litdata, HF) can hold locks a fork copies
+    bs = ctx.batch_size
+    shm = shared_memory.SharedMemory(create=True, size=workers * slots * bs * sum(NBYTES.values()))
+    free = [q.Semaphore(slots) for _ in range(workers)]
+    ready = [q.Semaphore(0) for _ in range(workers)]
+    stop = q.Event()
+    procs = [q.Process(target=_ceiling_worker, daemon=True,
+                       args=(ctx.spans[w::workers], bs, slots, shm.name, w, free[w], ready[w], stop))
+             for w in range(workers)]
+    for p in procs:
+        p.start()
+    views = [[[torch.from_numpy(a.view(np.float32)) for a in _slot_arrays(shm.buf, bs, slots, w, k).values()]
+              for k in range(slots)] for w in range(workers)]
+    try:
+        warm = -(-len(ctx.spans) // bs)  # batches of one pass over the split: every page mapped once
+        j, n, t0 = 0, 0, None
+        while t0 is None or time.perf_counter() - t0 < ctx.seconds:
+            w = j % workers
+            while not ready[w].acquire(timeout=5):
+                if not all(p.is_alive() for p in procs):
+                    raise RuntimeError("a ceiling worker died")
+            checksums(views[w][(j // workers) % slots])
+            free[w].release()
+            j += 1
+            if j == warm:
+                t0 = time.perf_counter()
+            elif t0 is not None:
+                n += bs
+        return n / (time.perf_counter() - t0)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(10)
+        del views
+        shm.close()
+        shm.unlink()
 
 
 def bench_ceiling(ctx, workers: int, threads: int) -> float:
-    """samples/s of max(1, workers) processes, each copying the image bytes out of memmapped tar shards
-    into one reused batch buffer with ``threads`` threads."""
-    procs_n = max(1, workers)
-    spans = ctx.spans
-    q = mp.get_context("spawn")  # not fork: the peers' threads (MDS, litdata, HF) can hold locks a fork copies
-    barrier, queue = q.Barrier(procs_n), q.Queue()
-    procs = [q.Process(target=_memmap_worker,
-                       args=(spans[w::procs_n], ctx.batch_size, ctx.seconds, threads, barrier, queue))
-             for w in range(procs_n)]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(r[0] for r in results) / max(r[1] for r in results)
+    """The ceiling's samples/s: with 0 workers this process copies with ``threads`` threads; with workers,
+    that many processes copy into shared memory for this process to read."""
+    return _ceiling_in_process(ctx, threads) if workers == 0 else _ceiling_workers(ctx, workers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,39 +351,46 @@ def bench_parquet_writer(ctx, rounds: int = 3) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------------
 
 
-def measure(ctx, build) -> tuple[float, str]:
-    """(samples/s over whole epochs after a warm-up epoch, check result) of one path."""
-    epochs, get, keep = build()
+class Runner:
+    """One path, opened once and kept open over the rounds: counts every epoch's samples and checks every
+    sample's checksum against the release's; ``round()`` measures samples/s over whole epochs."""
 
-    def one(e):
-        n, bad = 0, 0
-        for b in epochs(e):
-            keys, cubes = get(b)
+    def __init__(self, ctx, build):
+        self.ctx = ctx
+        self.epochs, self.get, self.keep = build()
+        self.e, self.counts, self.bad, self.rates = 0, [], 0, []
+        self._epoch()  # warm-up: workers started, files mapped, caches filled
+
+    def _epoch(self) -> int:
+        n = 0
+        for b in self.epochs(self.e):
+            keys, cubes = self.get(b)
             sums = checksums(cubes)
             for k, s in zip(keys, sums.tolist(), strict=True):
-                want = ctx.reference.get(k)
-                bad += want is None or abs(s - want) > 1e-6 * max(1.0, abs(want))
+                want = self.ctx.reference.get(k)
+                self.bad += want is None or abs(s - want) > 1e-6 * max(1.0, abs(want))
             n += len(keys)
-        return n, bad
+        self.e += 1
+        self.counts.append(n)
+        return n
 
-    counts, bad = [], 0
-    c, b = one(0)
-    counts.append(c)
-    bad += b
-    t0, n, e = time.perf_counter(), 0, 1
-    while True:
-        c, b = one(e)
-        counts.append(c)
-        bad += b
-        n += c
-        e += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= ctx.seconds:
-            break
-    ok = all(c == ctx.n for c in counts) and bad == 0
-    check = "ok" if ok else f"FAILED: epochs of {sorted(set(counts))} samples (want {ctx.n}), {bad} bad checksums"
-    del keep
-    return n / elapsed, check
+    def round(self) -> float:
+        """samples/s over whole epochs lasting at least ``ctx.seconds``."""
+        t0, n = time.perf_counter(), 0
+        while n == 0 or time.perf_counter() - t0 < self.ctx.seconds:
+            n += self._epoch()
+        rate = n / (time.perf_counter() - t0)
+        self.rates.append(rate)
+        return rate
+
+    @property
+    def check(self) -> str:
+        if all(c == self.ctx.n for c in self.counts) and self.bad == 0:
+            return "ok"
+        return f"FAILED: epochs of {sorted(set(self.counts))} samples (want {self.ctx.n}), {self.bad} bad checksums"
+
+    def close(self) -> None:
+        self.epochs = self.get = self.keep = None
 
 
 class Ctx:
@@ -339,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="train")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    ap.add_argument("--seconds", type=float, default=3.0, help="minimum measured time per figure")
-    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best of each figure is kept")
+    ap.add_argument("--seconds", type=float, default=1.5, help="minimum measured time of each path in each round")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the best of each path is compared")
     ap.add_argument("--skip", nargs="*", default=[], help="paths to leave out (e.g. 'hf streaming')")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -374,23 +454,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  wrote {name} in {time.perf_counter() - t0:.1f} s", flush=True)
     paths = {"ours tar": lambda w: ours(ctx, w, "webdataset"), "ours parquet": lambda w: ours(ctx, w, "parquet"), **peers}
     try:
+        default_threads = torch.get_num_threads()
         for workers in args.workers:
-            rows: dict[str, tuple[float, str]] = {}
+            # the consumer's torch threads: with workers, the cores the workers leave (as for a training loop
+            # on a GPU); OpenMP threads spinning beside busy workers cost every path alike, the ceiling too
+            torch.set_num_threads(default_threads if workers == 0 else max(1, available_cores() - workers))
             threads = resolve_copy_threads(None) if workers == 0 else 1  # what ours uses per process
-            ceiling = 0.0
+            runners = {name: Runner(ctx, lambda build=build, w=workers: build(w)) for name, build in paths.items()}
+            ceilings = []
+            load = [os.getloadavg()[0]]
             for _ in range(max(1, args.repeat)):
-                ceiling = max(ceiling, bench_ceiling(ctx, workers, threads))
-                for name, build in paths.items():
-                    rate, check = measure(ctx, lambda build=build, w=workers: build(w))
-                    if name not in rows or rate > rows[name][0]:
-                        rows[name] = (rate, check)
-            best_peer = max((rows[k][0] for k in peers), default=float("nan"))
-            print(f"\nworkers = {workers}{'':<14}samples/s   x ceiling   x best peer   check")
-            print(f"  {f'ceiling ({max(1, workers)} proc x {threads} thr)':<30} {ceiling:9.0f}   {1.0:8.2f}")
-            for name, (rate, check) in rows.items():
-                vs = f"{rate / best_peer:10.2f}" if name.startswith("ours") else " " * 10
-                print(f"  {name:<30} {rate:9.0f}   {rate / ceiling:8.2f}   {vs}    {check}")
+                ceilings.append(bench_ceiling(ctx, workers, threads))
+                for runner in runners.values():
+                    runner.round()
+            load.append(os.getloadavg()[0])
+            best = {name: max(r.rates) for name, r in runners.items()}
+            ceiling = max(ceilings)
+            best_peer = max((best[k] for k in peers), default=float("nan"))
+            label = f"ceiling ({threads} thread{'s' if threads > 1 else ''})" if workers == 0 else f"ceiling ({workers} procs)"
+            print(f"\nworkers = {workers} (consumer: {torch.get_num_threads()} torch threads; load average "
+                  f"{load[0]:.1f} at start, {load[1]:.1f} at end; best and median of {len(ceilings)} rounds)")
+            print(f"{'':<32}samples/s    median   x ceiling   x best peer   check")
+            print(f"  {label:<30} {ceiling:9.0f} {np.median(ceilings):9.0f}   {1.0:8.2f}")
+            for name, runner in runners.items():
+                vs = f"{best[name] / best_peer:10.2f}" if name.startswith("ours") else " " * 10
+                print(f"  {name:<30} {best[name]:9.0f} {np.median(runner.rates):9.0f}   {best[name] / ceiling:8.2f}   "
+                      f"{vs}    {runner.check}")
+                runner.close()
             sys.stdout.flush()
+            del runners
         before, now = bench_parquet_writer(ctx)
         print(f"\nParquet writer, one shard: {before:.2f} ms/sample before (zstd everywhere), {now:.2f} now "
               f"({before / now:.2f}x faster)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,14 @@ import torch.utils.data as tud
 
 from mantis_data.errors import MantisDataError
 from mantis_data.loading import LoaderConfig, make_loader
-from mantis_data.loading.copy import MAX_AUTO_THREADS, available_cores, copy_pairs, resolve_copy_threads
+from mantis_data.loading.copy import (
+    MAX_AUTO_THREADS,
+    address,
+    available_cores,
+    copy_pairs,
+    copy_spans,
+    resolve_copy_threads,
+)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
@@ -22,13 +31,22 @@ def test_copy_pairs_writes_every_destination(threads):
     assert all(np.array_equal(d, s) for d, s in zip(dsts, srcs, strict=True))
 
 
-def test_copy_pairs_raises_a_threads_error():
+def test_copy_refuses_what_it_cannot_copy_and_raises_a_threads_error():
     good = (np.zeros(1000, np.uint8), np.ones(1000, np.uint8))
-    bad = (np.zeros(10, np.uint8), np.ones(11, np.uint8))  # shapes that do not broadcast
-    with pytest.raises(ValueError):
-        copy_pairs([good] * 5 + [bad], threads=2)  # the bad pair falls to the helper thread
-    with pytest.raises(ValueError):
-        copy_pairs([bad] + [good] * 5, threads=2)  # or to the calling thread
+    with pytest.raises(ValueError, match="cannot copy 11 bytes into 10"):
+        copy_pairs([good, (np.zeros(10, np.uint8), np.ones(11, np.uint8))], threads=2)
+    with pytest.raises(ValueError, match="contiguous"):
+        copy_pairs([(np.zeros((4, 4), np.uint8)[:, :2], np.ones(8, np.uint8))])
+    with pytest.raises(ValueError, match="writable"):
+        copy_pairs([(np.frombuffer(b"abcd", np.uint8), np.ones(4, np.uint8))])  # bytes: read-only memory
+    dst = np.zeros(3000, np.uint8)
+    ok = [(address(dst) + 1000 * i, address(good[1]), 1000) for i in range(3)]
+    with pytest.raises(ctypes.ArgumentError):
+        copy_spans(ok + [(1.5, 0, 1)], threads=2)  # the bad span falls to the helper thread
+    with pytest.raises(ctypes.ArgumentError):
+        copy_spans([(1.5, 0, 1)] + ok, threads=2)  # or to the calling thread
+    copy_spans(ok, threads=2)
+    assert dst.sum() == 3000
 
 
 class _ThreadsSeen(tud.Dataset):

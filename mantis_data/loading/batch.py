@@ -90,12 +90,13 @@ class SlotPool:
         self._next = [0] * self.workers
         self._starved = [False] * self.workers
         self._arrays: dict | None = None
+        self._tensors: dict | None = None
         self._flags_np: np.ndarray | None = None
         _POOLS[self.id] = self
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_flags_np"], state["_arrays"] = None, None
+        state["_flags_np"], state["_arrays"], state["_tensors"] = None, None, None
         return state
 
     @property
@@ -111,10 +112,17 @@ class SlotPool:
         return spec is not None and spec[1] == dtype and tuple(shape[1:]) == spec[0] and shape[0] <= self.batch_size
 
     def view(self, w: int, k: int, name: str, n: int) -> torch.Tensor:
-        """Tensor (n, *shape) on field ``name`` of slot ``k`` of worker ``w``."""
-        shape, dtype, off = self.layout[name]
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        return torch.empty(0, dtype=dtype).set_(self.storages[w], (k * self.slot_bytes + off) // itemsize, (n, *shape))
+        """Tensor (n, *shape) on field ``name`` of slot ``k`` of worker ``w`` (a slice of one cached per process)."""
+        if self._tensors is None or self._tensors.get("_pid") != os.getpid():
+            self._tensors = {"_pid": os.getpid()}
+        t = self._tensors.get((w, k, name))
+        if t is None:
+            shape, dtype, off = self.layout[name]
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            t = torch.empty(0, dtype=dtype).set_(self.storages[w], (k * self.slot_bytes + off) // itemsize,
+                                                 (self.batch_size, *shape))
+            self._tensors[(w, k, name)] = t
+        return t[:n]
 
     def address(self, w: int, k: int, name: str) -> int:
         """Memory address of field ``name`` of slot ``k`` of worker ``w``."""

@@ -12,11 +12,12 @@ import torch.utils.data as tud
 
 from ..errors import MantisDataError
 from .batch import BatchMaker, check_images
-from .copy import copy_pairs, resolve_copy_threads
+from .copy import address, copy_spans, resolve_copy_threads
 from .parquet import ParquetReader
 from .plan import Plan, Positioned
 from .seeds import batch_aug_seed
 from .shards import is_release_url, load_manifest, split_shards
+from .tarindex import NBYTES
 from .verify import ShardVerifier
 
 
@@ -95,23 +96,25 @@ class ParquetDataset(BatchMaker, tud.Dataset):
         units, rows = self.reader.locate(idx)
 
         def fill(raw: dict[str, torch.Tensor]):
-            # copied as bytes: raw page values need not be 4-byte aligned, and numpy's unaligned float copy is slow
-            arrays = [(t.numpy().reshape(n, -1).view(np.uint8), f) for f, t in raw.items()]
+            # copied as bytes by address: raw page values need not be 4-byte aligned
+            dst = [(address(t.numpy()), f, NBYTES[f]) for f, t in raw.items()]
             keys: list[str] = [""] * n
             z, ebv = np.empty(n), np.empty((n, 2))
-            pairs = []
+            spans, held = [], []  # held: the row groups copied from stay alive until the copies are done
             for u in np.unique(units):
                 sel = np.flatnonzero(units == u)
                 r = rows[sel]
                 data = self.reader.unit(int(u), self.images)
-                src = [(dst, data[f].reshape(len(data[f]), -1).view(np.uint8)) for dst, f in arrays]
+                held.append(data)
+                src = [(out, address(data[f]), nb) for out, f, nb in dst]
                 for i, rr in zip(sel.tolist(), r.tolist(), strict=True):
-                    for dst, s in src:
-                        pairs.append((dst[i], s[rr]))
+                    for out, base, nb in src:
+                        spans.append((out + i * nb, base + rr * nb, nb))
                     keys[i] = data["keys"][rr]
                 z[sel] = data["z"][r]
                 ebv[sel] = data["ebv"][r]
-            copy_pairs(pairs, resolve_copy_threads(self.copy_threads))
+            copy_spans(spans, resolve_copy_threads(self.copy_threads))
+            del held
             return keys, z, ebv
 
         return self.make_batch(n, fill, idx, valid, aug_seed)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ReleaseError
 from ..schema import IMAGE_DTYPE, IMAGE_FIELDS, IMAGE_SHAPES
-from .copy import copy_pairs
+from .copy import address, copy_spans
 from .shards import Shard
 from .tarindex import NBYTES, TarIndex, decode_index, npy_data_offset, sample_meta
 
@@ -231,6 +231,21 @@ def stream_tar(url: str, first: int, images: tuple[str, ...]) -> Iterator[tuple[
 _FIELD_POS = {f: i for i, f in enumerate(IMAGE_FIELDS)}
 
 
+class _MappedShard:
+    """One mapped tar shard: its bytes and their address, and its index as Python lists (per-sample
+    lookups without numpy calls)."""
+
+    __slots__ = ("data", "base", "keys", "offsets", "z", "ebv")
+
+    def __init__(self, index: TarIndex, data: np.ndarray):
+        self.data = data
+        self.base = address(data)
+        self.keys = index.keys
+        self.offsets = index.offsets.tolist()
+        self.z = index.z.tolist()
+        self.ebv = index.ebv.tolist()
+
+
 class LocalTarReader:
     """Copies samples of local tar shards out of memory maps by byte offset (the offsets of ``TarIndex``).
 
@@ -247,9 +262,7 @@ class LocalTarReader:
         self._index: dict[int, TarIndex] = {}
         self._pid = os.getpid()
 
-    def _shard(self, shard_id: int) -> tuple[TarIndex, np.ndarray]:
-        if self._pid != os.getpid():  # forked: map the files again in this process
-            self._maps, self._pid = OrderedDict(), os.getpid()
+    def _shard(self, shard_id: int) -> _MappedShard:
         hit = self._maps.get(shard_id)
         if hit is not None:
             self._maps.move_to_end(shard_id)
@@ -265,32 +278,39 @@ class LocalTarReader:
             raise ReleaseError(f"{shard.location}: cannot map WebDataset shard ({exc})") from exc
         data = np.frombuffer(mm, dtype=np.uint8)
         need = max((int(index.offsets[:, k].max()) + NBYTES[f] for k, f in enumerate(IMAGE_FIELDS)), default=0) if len(index) else 0
-        if data.size < need:
+        if data.size < need or (len(index) and int(index.offsets.min()) < 0):
             raise ReleaseError(f"{shard.location}: truncated WebDataset shard ({data.size} bytes); re-download it")
-        self._maps[shard_id] = (index, data)
+        mapped = self._maps[shard_id] = _MappedShard(index, data)
         while len(self._maps) > self.MAX_OPEN:
             self._maps.popitem(last=False)
-        return index, data
+        return mapped
 
     def read_batch(self, shard_ids: np.ndarray, local: np.ndarray, dst: dict[str, np.ndarray], threads: int = 1):
-        """Copy samples (shard, local index) into ``dst`` (field -> (n, bytes) uint8 rows) with ``threads``
-        threads; return (keys, z, ebv)."""
+        """Copy samples (shard, local index) into ``dst`` (field -> C-contiguous (n, bytes) uint8 rows) with
+        ``threads`` threads; return (keys, z, ebv)."""
+        if self._pid != os.getpid():  # forked: map the files again in this process
+            self._maps, self._pid = OrderedDict(), os.getpid()
         n = len(local)
         keys: list[str] = [""] * n
-        z, ebv = np.empty(n), np.empty((n, 2))
-        fields = [(out, _FIELD_POS[f], NBYTES[f]) for f, out in dst.items()]
-        pairs = []
-        for sid in np.unique(shard_ids).tolist():
-            index, data = self._shard(sid)
-            sel = np.flatnonzero(shard_ids == sid)
-            loc = local[sel]
-            z[sel], ebv[sel] = index.z[loc], index.ebv[loc]
-            for i, j, offs in zip(sel.tolist(), loc.tolist(), index.offsets[loc].tolist(), strict=True):
-                keys[i] = index.keys[j]
-                for out, k, nb in fields:
-                    pairs.append((out[i], data[offs[k] : offs[k] + nb]))
-        copy_pairs(pairs, threads)
-        return keys, z, ebv
+        z, ebv = [0.0] * n, [None] * n
+        fields = [(address(out), _FIELD_POS[f], NBYTES[f]) for f, out in dst.items()]
+        for f, out in dst.items():  # memmove writes by address: the rows must be there
+            if out.ndim != 2 or out.shape[0] < n or out.shape[1] != NBYTES[f] or not out.flags.writeable:
+                raise ValueError(f"read_batch needs a writable ({n}, {NBYTES[f]}) uint8 array for {f}")
+        spans, held = [], []  # held: the shards copied from stay mapped until the copies are done
+        add = spans.append
+        last, shard = -1, None
+        for i, (sid, j) in enumerate(zip(shard_ids.tolist(), local.tolist(), strict=True)):
+            if sid != last:
+                shard, last = self._shard(sid), sid
+                held.append(shard)
+            keys[i], z[i], ebv[i] = shard.keys[j], shard.z[j], shard.ebv[j]
+            offs, base = shard.offsets[j], shard.base
+            for out, k, nb in fields:  # bounds: offsets were checked against the file size at open
+                add((out + i * nb, base + offs[k], nb))
+        copy_spans(spans, threads)
+        del held
+        return keys, np.array(z, dtype=np.float64), np.array(ebv, dtype=np.float64).reshape(n, 2)
 
     def __getstate__(self):
         state = self.__dict__.copy()
