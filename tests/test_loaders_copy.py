@@ -1,4 +1,5 @@
-"""Batch copies split over threads (``copy_threads``): the same bytes as one thread, errors surface."""
+"""Batch memory: copies split over threads (``copy_threads``) give the same bytes and surface errors;
+the main process reuses a batch's memory only once the batch is garbage."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mantis_data.loading.copy import (
     copy_spans,
     resolve_copy_threads,
 )
+from mantis_data.loading.recycle import BufferRecycler
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
@@ -78,3 +80,35 @@ def test_threaded_batches_equal_single_threaded_ones(loader_release, fmt):
         for f in ("ps1", "galex", "unwise"):
             assert torch.equal(a[f], b[f]), f
         assert a["ps1"].abs().sum() > 0  # real images, not zeros on both sides
+
+
+def test_recycler_reuses_a_buffer_only_when_its_tensors_are_garbage():
+    rec = BufferRecycler(keep=2)
+    a = rec.take((4, 5))
+    a_ptr = a.data_ptr()
+    view = a[1:]  # a view keeps the buffer in use
+    del a
+    b = rec.take((4, 5))
+    assert b.data_ptr() != a_ptr
+    del view
+    c = rec.take((4, 5))
+    assert c.data_ptr() == a_ptr  # every tensor on it gone: reused
+    d = rec.take((4, 5))  # b and c hold both kept buffers: a plain allocation
+    assert d.data_ptr() not in (b.data_ptr(), c.data_ptr())
+    assert rec.take((2, 5)).shape == (2, 5) and rec.take((4, 5), torch.float64).dtype == torch.float64
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_main_process_batches_reuse_memory_and_held_ones_stay_intact(loader_release, fmt):
+    kw = dict(format=fmt, order="shuffle", batch_size=4, num_workers=0, seed=2)
+    loader = make_loader(loader_release, "train", **kw)
+    reference = [(b["target_id"], b["ps1"].clone()) for b in make_loader(loader_release, "train", **kw)]
+    held, ptrs = [], set()
+    for i, b in enumerate(loader):
+        ptrs.add(b["ps1"].data_ptr())
+        if i % 3 == 0:
+            held.append(b)  # kept batches must never be overwritten by later ones
+    assert len(ptrs) < len(reference)  # dropped batches' memory was reused ...
+    for b in held:  # ... and kept batches were not
+        ids, ps1 = next(r for r in reference if r[0] == b["target_id"])
+        assert torch.equal(b["ps1"], ps1)

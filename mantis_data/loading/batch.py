@@ -16,6 +16,7 @@ from ..errors import MantisDataError
 from ..redshift import redshift_class
 from ..schema import IMAGE_FIELDS, IMAGE_SHAPES
 from ..transforms import Transform
+from .recycle import BufferRecycler
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -221,11 +222,22 @@ class BatchMaker:
     copy_threads: int | None = None
     """Threads copying a batch's bytes (None: ``copy.resolve_copy_threads`` picks)."""
 
+    _recycler: BufferRecycler | None = None
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_scratch"] = None  # per-process scratch buffers are not sent to workers
+        state["_recycler"] = None
         state["verifier"] = None  # the sha256 check runs in the main process only
         return state
+
+    def _new(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+        """A batch tensor without a slot: recycled memory in a process without workers, else ``_empty``."""
+        if tud.get_worker_info() is None and torch.device(device).type == "cpu":
+            if self._recycler is None:
+                self._recycler = BufferRecycler()
+            return self._recycler.take(shape, dtype)
+        return _empty(shape, dtype, device)
 
     def _raw_buffers(self, n: int, worker: int | None, slot: int | None) -> dict[str, torch.Tensor]:
         if isinstance(self.transform, Transform):
@@ -242,7 +254,7 @@ class BatchMaker:
             return out
         if slot is not None:
             return {f: self.pool.view(worker, slot, f, n) for f in self.images}
-        return {f: _empty((n, *IMAGE_SHAPES[f]), torch.float32) for f in self.images}
+        return {f: self._new((n, *IMAGE_SHAPES[f]), torch.float32) for f in self.images}
 
     def make_batch(self, n: int, fill, index: np.ndarray, valid: np.ndarray, aug_seed: int | None):
         """Build one batch: ``fill(raw)`` writes the images of ``raw`` and returns (keys, z, ebv)."""
@@ -258,7 +270,7 @@ class BatchMaker:
             def alloc(name, shape, dtype, device):
                 if slot is not None and pool.fits(name, shape, dtype) and torch.device(device).type == "cpu":
                     return pool.view(w, slot, name, shape[0])
-                return _empty(shape, dtype, device)
+                return self._new(shape, dtype, device)
 
             batch = self.transform(batch, alloc=alloc)
         elif self.transform is not None:
