@@ -18,8 +18,9 @@ redshifts; ``verify="sha256"``: every byte, hashed in the background).
 
 Modules, one job each: ``shards`` (release and MANIFEST), ``tarindex`` and ``tar`` (tar shards),
 ``pages`` and ``parquet`` (Parquet shards), ``verify`` (sha256), ``redshifts``, ``seeds``, ``plan`` (the
-per-epoch order), ``batch`` (batch assembly, shared-memory slots), ``stream`` and ``mapstyle`` (the
-datasets), ``config`` and ``loader``.
+per-epoch order), ``batch`` (batch assembly, shared-memory slots), ``copy`` (a batch's byte copies, over
+``copy_threads`` threads), ``recycle`` (batch memory reused without workers), ``stream`` and ``mapstyle``
+(the datasets), ``config`` and ``loader``.
 
 Sampling (``order``), identical for both datasets:
 

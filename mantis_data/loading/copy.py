@@ -4,7 +4,9 @@ Assembling a batch is mostly copying each sample's image bytes out of a memory-m
 batch tensors (~600 kB a sample). The copies are done by ``memmove`` on addresses (through ``ctypes``,
 which releases the GIL), not by numpy slice assignment: no views are made per sample and field. In a
 process that builds its own batches (``num_workers=0``) a few threads share the copies of one batch; in
-a DataLoader worker the workers already are the parallelism and one thread is used.
+a DataLoader worker the workers already are the parallelism and one thread is used. Measured with
+``benchmarks/loader.py`` (2 cores, batch 32, no workers): ~300 us of Python per batch besides the copies
+(~500 with numpy slice assignment), and the loader at 0.86x a two-thread memmap-copy ceiling.
 """
 
 from __future__ import annotations
