@@ -423,10 +423,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the best of each path is compared")
     ap.add_argument("--skip", nargs="*", default=[], help="paths to leave out (e.g. 'hf streaming')")
     args = ap.parse_args(argv)
+    # one scratch folder for everything this run writes: the demo release, the peers' copies, HF's cache, and
+    # what the peers put in the temp folder (MDS file locks, litdata's chunks), all removed at the end
+    scratch = Path(tempfile.mkdtemp(prefix="mantis-bench-loader-"))
+    os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = None
+    try:
+        return run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, scratch: Path) -> int:
+    """The benchmark with parsed arguments, writing under ``scratch``."""
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    hf_cache = tempfile.mkdtemp(prefix="mantis-bench-hf-")  # HF converts the Parquet files here, not in ~/.cache
-    os.environ.setdefault("HF_DATASETS_CACHE", hf_cache)
+    os.environ["HF_DATASETS_CACHE"] = str(scratch / "hf")  # HF converts the Parquet files here, not in ~/.cache
     root = args.release or build_release(args.n)
     ctx = Ctx(root, args.split, args.batch_size, args.seconds)
     load = os.getloadavg()[0]
@@ -491,9 +503,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<32} {size / ctx.n / 1e3:8.1f} kB")
     finally:
         shutil.rmtree(ctx.tmp, ignore_errors=True)
-        shutil.rmtree(hf_cache, ignore_errors=True)
-        if args.release is None:
-            shutil.rmtree(Path(root).parent, ignore_errors=True)
     return 0
 
 
