@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +69,6 @@ class ExplainModel:
         return next(self.model.parameters()).device
 
 
-def _transform_config(data_cfg: dict) -> Any:
-    """The evaluation preset of a training checkpoint's ``data_config`` (as ``training.train.transform_config``)."""
-    from .transforms import PAPER_EARLY, PAPER_LATE
-
-    fusion = data_cfg.get("fusion", "early")
-    cfg = (PAPER_EARLY if fusion == "early" else PAPER_LATE).with_bands(data_cfg.get("bands", "all"))
-    if data_cfg.get("ps1_crop") is not None:
-        cfg = replace(cfg, crop={**cfg.crop, "ps1": int(data_cfg["ps1_crop"])})
-    if data_cfg.get("resize") is not None:
-        cfg = replace(cfg, resize=int(data_cfg["resize"]))
-    return cfg
-
-
 def wrap_model(model, transform=None) -> ExplainModel:
     """An ``ExplainModel`` of an ``EarlyFusion``/``LateFusion`` (default transform: the paper's preset for its config)."""
     from .transforms import PAPER_EARLY, PAPER_LATE, Transform
@@ -102,7 +89,7 @@ def load_model(path: str | Path, device: str = "cpu") -> ExplainModel:
 
     from .models import ModelConfig, build_model
     from .released_model import load_released_early
-    from .transforms import PAPER_EARLY, Transform
+    from .transforms import PAPER_EARLY, Transform, preset_for
 
     path = Path(path)
     if not path.is_file():
@@ -118,7 +105,7 @@ def load_model(path: str | Path, device: str = "cpu") -> ExplainModel:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise MantisDataError(f"{path}: weights do not fit its own model config ({exc})") from exc
-        transform = Transform(_transform_config(ckpt.get("data_config") or {"fusion": config.fusion, "bands": config.bands}), train=False)
+        transform = Transform(preset_for(ckpt.get("data_config") or {"fusion": config.fusion, "bands": config.bands}), train=False)
     else:  # the released early-fusion state dict (Base.*, fc0, fc1)
         config = ModelConfig()
         model = build_model(config)

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -211,15 +211,9 @@ def summarise(pmf: np.ndarray) -> dict[str, Any]:
 
 def transform_of(data_config: dict[str, Any]):
     """The evaluation transform (no augmentation) of a checkpoint's input settings (fusion, bands, crop, grid)."""
-    from .transforms import PAPER_EARLY, PAPER_LATE, Transform
+    from .transforms import Transform, preset_for
 
-    fusion = data_config.get("fusion", "early")
-    cfg = (PAPER_EARLY if fusion == "early" else PAPER_LATE).with_bands(data_config.get("bands", "all"))
-    if data_config.get("ps1_crop") is not None:
-        cfg = replace(cfg, crop={**cfg.crop, "ps1": int(data_config["ps1_crop"])})
-    if data_config.get("resize") is not None:
-        cfg = replace(cfg, resize=int(data_config["resize"]))
-    return Transform(cfg, train=False)
+    return Transform(preset_for(data_config), train=False)
 
 
 def load_calibrator(calibrator):

@@ -70,6 +70,7 @@ from .transforms_config import (
     Scale,  # noqa: F401
     TransformConfig,
     crop_pixels,
+    preset_for,
 )
 from .transforms_resample import _CACHE_FRIENDLY_BYTES, _IndexPlan
 
@@ -84,6 +85,7 @@ __all__ = [
     "Transform",
     "TransformConfig",
     "crop_pixels",
+    "preset_for",
     "paper_transform",
 ]
 

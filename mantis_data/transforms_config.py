@@ -28,6 +28,7 @@ __all__ = [
     "LinearScale",
     "TransformConfig",
     "crop_pixels",
+    "preset_for",
 ]
 
 
@@ -228,6 +229,20 @@ PAPER_EARLY = TransformConfig(
 
 PAPER_LATE = replace(PAPER_EARLY, fusion="late", crop={**PAPER_EARLY.crop, "galex": None, "unwise": None})
 """Late fusion as released: PS1 cropped as in early fusion, GALEX and unWISE at their native 32 x 32."""
+
+
+def preset_for(data_config: Mapping) -> TransformConfig:
+    """The paper's preset for a checkpoint's input settings: ``fusion`` ("early"/"late"), ``bands`` (a name
+    in ``ABLATIONS``), optional ``ps1_crop`` (PS1 pixels kept) and ``resize`` (early fusion's grid, pixels)."""
+    fusion = data_config.get("fusion", "early")
+    cfg = (PAPER_EARLY if fusion == "early" else PAPER_LATE).with_bands(data_config.get("bands", "all"))
+    if data_config.get("ps1_crop") is not None:
+        cfg = replace(cfg, crop={**cfg.crop, "ps1": int(data_config["ps1_crop"])})
+    if data_config.get("resize") is not None:
+        if fusion != "early":
+            raise MantisDataError("resize applies to early fusion only (late fusion keeps each survey's pixels)")
+        cfg = replace(cfg, resize=int(data_config["resize"]))
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from mantis_data.transforms import (
     Transform,
     crop_pixels,
     paper_transform,
+    preset_for,
 )
 
 STORED = {s: SURVEYS[s].bands for s in ("galex", "ps1", "unwise")}
@@ -417,3 +418,16 @@ def test_non_finite_pixels_are_zeroed_by_the_transform(fusion, train):
             assert torch.isfinite(got[key]).all(), key
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
     assert torch.isnan(dirty["ps1"]).any()  # the caller's arrays are not modified
+
+
+def test_preset_for_a_checkpoints_input_settings():
+    """One reading of a checkpoint's data_config, shared by training, photoz and explain."""
+    assert preset_for({}) == PAPER_EARLY.with_bands("all")
+    opt = preset_for({"fusion": "late", "bands": "optical+ir", "ps1_crop": 48})
+    assert opt.fusion == "late" and opt.crop["ps1"] == 48 and set(opt.bands) == set(ABLATIONS["optical+ir"])
+    assert opt.crop["galex"] == PAPER_LATE.crop["galex"] and opt.resize == PAPER_LATE.resize
+    assert preset_for({"fusion": "early", "bands": "all", "resize": 48}).resize == 48
+    with pytest.raises(MantisDataError, match="early fusion only"):
+        preset_for({"fusion": "late", "bands": "all", "resize": 48})
+    with pytest.raises(MantisDataError, match="unknown ablation"):
+        preset_for({"bands": "radio"})

@@ -24,7 +24,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from mantis_data.errors import MantisDataError
 from mantis_data.loading import make_loader, to_device
 from mantis_data.metrics import galaxy_terms, nmad, outlier_fraction
 from mantis_data.models import BAND_CHOICES, ModelConfig, build_model, model_inputs, parameter_count
-from mantis_data.transforms import PAPER_EARLY, PAPER_LATE, Transform
+from mantis_data.transforms import Transform, preset_for
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -148,18 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------
 
 
-def transform_config(fusion: str, bands: str, ps1_crop: int | None = None, resize: int | None = None):
-    """The paper's preset for ``fusion`` with the band selection and optional crop / grid overrides."""
-    cfg = (PAPER_EARLY if fusion == "early" else PAPER_LATE).with_bands(bands)
-    if ps1_crop is not None:
-        cfg = replace(cfg, crop={**cfg.crop, "ps1": int(ps1_crop)})
-    if resize is not None:
-        if fusion != "early":
-            raise MantisDataError("--resize applies to early fusion only (late fusion keeps each survey's pixels)")
-        cfg = replace(cfg, resize=int(resize))
-    return cfg
-
-
 def data_config(args: argparse.Namespace) -> dict[str, Any]:
     """The input settings a checkpoint records (so evaluation rebuilds the same transform)."""
     return {"fusion": args.fusion, "bands": args.bands, "ps1_crop": args.ps1_crop, "resize": args.resize}
@@ -167,7 +155,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def transforms_of(data_cfg: dict[str, Any]) -> tuple[Transform, Transform]:
     """(training transform with augmentation, evaluation transform) of a checkpoint's data config."""
-    cfg = transform_config(data_cfg["fusion"], data_cfg["bands"], data_cfg.get("ps1_crop"), data_cfg.get("resize"))
+    cfg = preset_for(data_cfg)
     return Transform(cfg, train=True), Transform(cfg, train=False)
 
 
