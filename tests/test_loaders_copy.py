@@ -16,39 +16,58 @@ from mantis_data.loading.copy import (
     MAX_AUTO_THREADS,
     address,
     available_cores,
-    copy_pairs,
     copy_spans,
     resolve_copy_threads,
 )
 from mantis_data.loading.recycle import BufferRecycler
+from mantis_data.loading.shards import load_manifest, split_shards
+from mantis_data.loading.tar import LocalTarReader
+from mantis_data.loading.tarindex import NBYTES
+
+
+def _spans_of(pairs):
+    return [(address(dst), address(src), dst.nbytes) for dst, src in pairs]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
-def test_copy_pairs_writes_every_destination(threads):
+def test_copy_spans_writes_every_destination(threads):
     rng = np.random.default_rng(threads)
     sizes = [578_000, 8192, 8192, 578_000, 17, 8192, 578_000, 3] * 3  # uneven, as a batch's three cubes
     srcs = [rng.integers(0, 255, n, dtype=np.uint8) for n in sizes]
     dsts = [np.zeros(n, dtype=np.uint8) for n in sizes]
-    copy_pairs(list(zip(dsts, srcs, strict=True)), threads)
+    copy_spans(_spans_of(zip(dsts, srcs, strict=True)), threads)
     assert all(np.array_equal(d, s) for d, s in zip(dsts, srcs, strict=True))
 
 
-def test_copy_refuses_what_it_cannot_copy_and_raises_a_threads_error():
-    good = (np.zeros(1000, np.uint8), np.ones(1000, np.uint8))
-    with pytest.raises(ValueError, match="cannot copy 11 bytes into 10"):
-        copy_pairs([good, (np.zeros(10, np.uint8), np.ones(11, np.uint8))], threads=2)
+def test_copy_raises_a_threads_error_and_needs_contiguous_arrays():
     with pytest.raises(ValueError, match="contiguous"):
-        copy_pairs([(np.zeros((4, 4), np.uint8)[:, :2], np.ones(8, np.uint8))])
-    with pytest.raises(ValueError, match="writable"):
-        copy_pairs([(np.frombuffer(b"abcd", np.uint8), np.ones(4, np.uint8))])  # bytes: read-only memory
+        address(np.zeros((4, 4), np.uint8)[:, :2])
+    src = np.ones(1000, np.uint8)
     dst = np.zeros(3000, np.uint8)
-    ok = [(address(dst) + 1000 * i, address(good[1]), 1000) for i in range(3)]
+    ok = [(address(dst) + 1000 * i, address(src), 1000) for i in range(3)]
     with pytest.raises(ctypes.ArgumentError):
         copy_spans(ok + [(1.5, 0, 1)], threads=2)  # the bad span falls to the helper thread
     with pytest.raises(ctypes.ArgumentError):
         copy_spans([(1.5, 0, 1)] + ok, threads=2)  # or to the calling thread
     copy_spans(ok, threads=2)
     assert dst.sum() == 3000
+
+
+def test_tar_reader_refuses_destinations_it_cannot_write_whole(loader_release):
+    """The reader copies by address: a row of the wrong size, or read-only memory, is refused, not written."""
+    base, manifest, is_url = load_manifest(loader_release)
+    reader = LocalTarReader(split_shards(base, manifest, is_url, "webdataset", "train"))
+    one, first = np.array([0]), np.array([0])
+    nb = NBYTES["galex"]
+    with pytest.raises(ValueError, match=f"writable \\(1, {nb}\\) uint8 array for galex"):
+        reader.read_batch(one, first, {"galex": np.zeros((1, nb - 1), np.uint8)})
+    with pytest.raises(ValueError, match="writable"):
+        reader.read_batch(one, first, {"galex": np.frombuffer(bytes(nb), np.uint8).reshape(1, nb)})
+    out = np.zeros((1, nb), np.uint8)
+    keys, _, _ = reader.read_batch(one, first, {"galex": out}, threads=2)
+    want = next(iter(make_loader(loader_release, "train", order="sequential", batch_size=1, num_workers=0)))
+    assert keys == want["target_id"] and np.array_equal(out.view(np.float32).reshape(want["galex"][0].shape),
+                                                        want["galex"][0].numpy())
 
 
 class _ThreadsSeen(tud.Dataset):

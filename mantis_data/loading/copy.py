@@ -97,14 +97,3 @@ def copy_spans(spans: list[Span], threads: int = 1) -> None:
         if err is not None:
             raise err
 
-
-def copy_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], threads: int = 1) -> None:
-    """``dst[...] = src`` for (dst, src) pairs of C-contiguous arrays of equal size, by ``copy_spans``."""
-    spans = []
-    for dst, src in pairs:
-        if dst.nbytes != src.nbytes:
-            raise ValueError(f"cannot copy {src.nbytes} bytes into {dst.nbytes}")
-        if not dst.flags.writeable:
-            raise ValueError("cannot copy into a read-only (not writable) array")
-        spans.append((address(dst), address(src), dst.nbytes))
-    copy_spans(spans, threads)
