@@ -350,6 +350,32 @@ def test_single_items_take_the_transform(loader_release):
     assert batch["image"].shape == (3, 9, 120, 120) and torch.equal(batch["image"][0], item["image"])
 
 
+def test_grouped_handoff_keeps_the_plan_order(loader_release):
+    """Workers sending 3 batches per DataLoader item yield the same batches in the same order as one per
+    item, across an epoch boundary (an odd number of batches) and after a mid-epoch resume."""
+    kw = dict(order="shuffle", batch_size=12, num_workers=2, seed=6, images=SMALL, drop_last=False)
+
+    def two_epochs(loader):
+        out = []
+        for epoch in range(2):
+            loader.set_epoch(epoch)
+            out.append([fingerprint(b) for b in loader])
+        return out
+
+    single = make_loader(loader_release, "train", handoff=1, **kw)
+    assert len(single) % 2 == 1
+    reference = two_epochs(single)
+    assert two_epochs(make_loader(loader_release, "train", handoff=3, **kw)) == reference
+    resumed = make_loader(loader_release, "train", handoff=3, **kw)
+    resumed.load_state_dict({**single.state_dict(), "epoch": 1, "batches_done": 5})
+    resumed.set_epoch(1)
+    assert [fingerprint(b) for b in resumed] == reference[1][5:]
+    grouped = make_loader(loader_release, "train", handoff=3, **kw)
+    grouped.dataset.continuous = True
+    item = next(iter(grouped.loader))  # what one DataLoader item holds: three batches of one worker
+    assert isinstance(item, list) and len(item) == 3
+
+
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_epochs_run_on_without_restarts_and_match_fresh_loaders(loader_release, fmt):
     """Workers carry on into the next epoch (no restart bubble); each epoch equals a fresh loader's."""

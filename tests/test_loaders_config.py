@@ -35,6 +35,13 @@ def test_bad_options_name_themselves():
         LoaderConfig(verify="md5")
     with pytest.raises(MantisDataError, match="format"):
         LoaderConfig(format="zarr")
+    with pytest.raises(MantisDataError, match="handoff"):
+        LoaderConfig(handoff=0)
+
+
+def test_automatic_handoff_groups_128_samples_of_up_to_4_batches():
+    assert [LoaderConfig(batch_size=b).resolved_handoff() for b in (8, 32, 64, 100, 256)] == [4, 4, 2, 1, 1]
+    assert LoaderConfig(batch_size=8, handoff=3).resolved_handoff() == 3
 
 
 def test_package_exports_its_public_api():

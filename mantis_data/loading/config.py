@@ -12,6 +12,9 @@ from .plan import ORDERS, PAPER_BATCHES_PER_EPOCH
 
 FORMATS = ("webdataset", "parquet")
 VERIFY_MODES = ("size", "sha256", "none")
+HANDOFF_SAMPLES = 128
+"""Samples a DataLoader worker sends in one item when ``handoff`` is automatic."""
+HANDOFF_MAX_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,12 @@ class LoaderConfig:
     num_workers, pin_memory, persistent_workers, prefetch_factor: as ``torch.utils.data.DataLoader``.
     rank, world_size: None takes them from ``torch.distributed`` (or 0, 1).
     cache_row_groups: Parquet row groups decoded and kept per worker (None: what the shuffle window spans).
-    shared_slots: batch-sized shared-memory slots per worker (None: prefetch_factor + 3; 0: off).
+    handoff: batches a DataLoader worker sends in one item (tar format; None: 128 samples' worth, 1 to 4
+      batches). Each item costs the DataLoader two queue hand-offs; grouping batches amortises them (at
+      batch 32 with 2 workers on 2 cores: 0.78x -> 0.89x the ceiling, ``benchmarks/loader.py``). The order
+      of batches, and so resuming, does not depend on it. ``prefetch_factor`` counts these items.
+    shared_slots: batch-sized shared-memory slots per worker (None: handoff * (prefetch_factor + 1) + 2;
+      0: off).
     verify: checks at open against the MANIFEST: "size" (default: each shard's size and sample keys),
       "sha256" (also each shard's sha256, hashed once in the background and cached by size and mtime),
       "none".
@@ -55,6 +63,7 @@ class LoaderConfig:
     rank: int | None = None
     world_size: int | None = None
     cache_row_groups: int | None = None
+    handoff: int | None = None
     shared_slots: int | None = None
     verify: str = "size"
     copy_threads: int | None = None
@@ -79,10 +88,20 @@ class LoaderConfig:
         if int(self.num_workers) < 0:
             raise MantisDataError(f"num_workers must be >= 0 (0: load in the main process), not {self.num_workers}")
         object.__setattr__(self, "num_workers", int(self.num_workers))
+        if self.handoff is not None:
+            if int(self.handoff) < 1:
+                raise MantisDataError(f"handoff must be >= 1 batch (None: automatic), not {self.handoff}")
+            object.__setattr__(self, "handoff", int(self.handoff))
         if self.copy_threads is not None:
             if int(self.copy_threads) < 1:
                 raise MantisDataError(f"copy_threads must be >= 1 (None: automatic), not {self.copy_threads}")
             object.__setattr__(self, "copy_threads", int(self.copy_threads))
+
+    def resolved_handoff(self) -> int:
+        """Batches per DataLoader item: ``handoff``, or 128 samples' worth (1 to 4 batches) when None."""
+        if self.handoff is not None:
+            return self.handoff
+        return max(1, min(HANDOFF_MAX_BATCHES, HANDOFF_SAMPLES // self.batch_size))
 
     def replace(self, **changes: Any) -> LoaderConfig:
         """A copy with some fields changed (unknown names raise ``MantisDataError`` listing the valid ones)."""

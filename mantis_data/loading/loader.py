@@ -29,6 +29,21 @@ def _identity(x):
     return x
 
 
+def in_plan_order(items: Iterator, workers: int) -> Iterator:
+    """Single batches, in the plan's order, from DataLoader items that each hold ``k`` consecutive batches of
+    one worker (item ``i`` comes from worker ``i % workers``, as without grouping).
+
+    Without grouping, output ``t`` is worker ``t % workers``'s ``t // workers``-th batch; the same batch is
+    now at place ``m % k`` of that worker's ``m // k``-th item (``m = t // workers``), so one item from each
+    worker gives the next ``k * workers`` outputs.
+    """
+    while True:
+        groups = [next(items) for _ in range(workers)]
+        for m in range(len(groups[0])):
+            for group in groups:
+                yield group[m]
+
+
 class MantisLoader:
     """A DataLoader over a Mantis Shrimp dataset with epochs, equal batches per rank, and exact mid-epoch resume.
 
@@ -123,6 +138,8 @@ class MantisLoader:
                     if (w, k) not in lent:
                         self.pool.release(w, k)
         self._live = iter(self.loader)
+        if getattr(self.dataset, "handoff", 1) > 1 and self.loader.num_workers > 0:
+            self._live = in_plan_order(self._live, self.loader.num_workers)
 
     def _lent_key(self, batch: dict, refs: list) -> tuple[int, int, list]:
         return batch.pop("_slot_w"), batch.pop("_slot_k"), refs
@@ -205,7 +222,12 @@ def make_loader(
             kwargs["prefetch_factor"] = config.prefetch_factor
         if multiprocessing_context is not None:
             kwargs["multiprocessing_context"] = multiprocessing_context
-        slots = (config.prefetch_factor or 2) + 3 if config.shared_slots is None else int(config.shared_slots)
+        handoff = config.resolved_handoff() if config.format == "webdataset" else 1
+        dataset.handoff = handoff
+        # a worker fills `handoff` slots per DataLoader item, `prefetch` items per worker are in flight,
+        # the main process holds one item per worker while it hands the batches out, and ~2 are lent
+        prefetch = config.prefetch_factor or 2
+        slots = handoff * (prefetch + 1) + 2 if config.shared_slots is None else int(config.shared_slots)
         fields = dataset.slot_fields(batch_size)
         if slots > 0 and fields:
             pool = SlotPool(workers, slots, batch_size, fields)

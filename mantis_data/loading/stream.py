@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,6 +89,7 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
         self.transform = transform
         self.ebv_fill = ebv_fill
         self.copy_threads = copy_threads
+        self.handoff = 1  # batches per DataLoader item (``make_loader`` sets it)
         self.init_position()
         self.verifier = ShardVerifier(self.shards) if verify == "sha256" and not self.is_url else None
         self._reader = None if self.is_url else LocalTarReader(self.shards, verify)
@@ -109,7 +111,17 @@ class WebDatasetStream(Positioned, BatchMaker, tud.IterableDataset):
         """Batches per rank per epoch."""
         return self.plan.n_batches
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator:
+        """Batches in the plan's order; in a worker of a ``MantisLoader`` with ``handoff > 1``, lists of
+        ``handoff`` consecutive batches of this worker (one DataLoader item each, see ``loader.in_plan_order``)."""
+        batches = self._batches()
+        if self.handoff <= 1 or not self.continuous or tud.get_worker_info() is None:
+            yield from batches
+            return
+        while group := list(itertools.islice(batches, self.handoff)):
+            yield group
+
+    def _batches(self) -> Iterator[dict]:
         info = tud.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         epoch, start = self.position
