@@ -254,7 +254,7 @@ def test_url_streaming_equals_local_reading(loader_release, release_url):
 
 def test_batches_held_by_the_caller_stay_intact(loader_release):
     """Workers recycle their shared-memory slots only once a batch is garbage: keeping batches is safe."""
-    kw = dict(order="shuffle", batch_size=4, num_workers=2, seed=1)
+    kw = dict(order="shuffle", batch_size=4, num_workers=2, seed=1, handoff=2, prefetch_factor=2)  # 8 slots
     loader = make_loader(loader_release, "train", **kw)
     held = list(loader)  # every batch of the epoch alive at once
     assert len(held) == len(loader) > loader.pool.slots * 2

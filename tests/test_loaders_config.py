@@ -39,9 +39,12 @@ def test_bad_options_name_themselves():
         LoaderConfig(handoff=0)
 
 
-def test_automatic_handoff_groups_128_samples_of_up_to_4_batches():
-    assert [LoaderConfig(batch_size=b).resolved_handoff() for b in (8, 32, 64, 100, 256)] == [4, 4, 2, 1, 1]
+def test_automatic_handoff_and_prefetch_keep_512_samples_in_flight():
+    configs = [LoaderConfig(batch_size=b) for b in (8, 32, 64, 100, 128, 256, 1024)]
+    assert [c.resolved_handoff() for c in configs] == [4, 4, 4, 2, 2, 1, 1]
+    assert [c.resolved_prefetch(c.resolved_handoff()) for c in configs] == [8, 4, 2, 2, 2, 2, 2]
     assert LoaderConfig(batch_size=8, handoff=3).resolved_handoff() == 3
+    assert LoaderConfig(batch_size=8, prefetch_factor=3).resolved_prefetch(4) == 3
 
 
 def test_package_exports_its_public_api():

@@ -218,15 +218,17 @@ def make_loader(
     pool = None
     if workers > 0:
         kwargs["persistent_workers"] = True if config.persistent_workers is None else config.persistent_workers
-        if config.prefetch_factor is not None:
-            kwargs["prefetch_factor"] = config.prefetch_factor
         if multiprocessing_context is not None:
             kwargs["multiprocessing_context"] = multiprocessing_context
-        handoff = config.resolved_handoff() if config.format == "webdataset" else 1
+        if config.format == "webdataset":
+            handoff = config.resolved_handoff()
+            prefetch = config.resolved_prefetch(handoff)
+        else:
+            handoff, prefetch = 1, config.prefetch_factor or 2
         dataset.handoff = handoff
+        kwargs["prefetch_factor"] = prefetch
         # a worker fills `handoff` slots per DataLoader item, `prefetch` items per worker are in flight,
         # the main process holds one item per worker while it hands the batches out, and ~2 are lent
-        prefetch = config.prefetch_factor or 2
         slots = handoff * (prefetch + 1) + 2 if config.shared_slots is None else int(config.shared_slots)
         fields = dataset.slot_fields(batch_size)
         if slots > 0 and fields:
