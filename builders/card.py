@@ -251,7 +251,8 @@ def write_cards(
         if cutout_rejections
         else "None."
     )
-    written = []
+    written: list[Path] = []
+    figures: dict[str, Path] = {}  # drawn once, copied into the second folder (the same data)
     for fmt, spec in FORMATS.items():
         other = FORMATS["parquet" if fmt == "webdataset" else "webdataset"]
         folder = out_root / spec["folder"]
@@ -291,10 +292,16 @@ def write_cards(
         text = f"---\n{header}---\n\n{render_template(template, values)}"
         readme = folder / "README.md"
         atomic_write_bytes(text.encode("utf-8"), readme)
+        written.append(readme)
         (folder / "assets").mkdir(parents=True, exist_ok=True)
-        plot_redshifts(release_targets, folder / "assets" / "redshift_hist.png")
-        plot_sky(release_targets, folder / "assets" / "sky_map.png")
-        written += [readme, folder / "assets" / "redshift_hist.png", folder / "assets" / "sky_map.png"]
+        for name, plot in (("redshift_hist.png", plot_redshifts), ("sky_map.png", plot_sky)):
+            path = folder / "assets" / name
+            if name in figures:
+                atomic_write_bytes(figures[name].read_bytes(), path)
+            else:
+                plot(release_targets, path)
+                figures[name] = path
+            written.append(path)
     root_readme = out_root / "README.md"
     atomic_write_bytes(root_card(shard_names, manifest["version"], files).encode("utf-8"), root_readme)
     return [*written, root_readme]
