@@ -376,6 +376,16 @@ def test_grouped_handoff_keeps_the_plan_order(loader_release):
     assert isinstance(item, list) and len(item) == 3
 
 
+def test_in_plan_order_interleaves_groups_and_ends_cleanly():
+    """Item i comes from worker i % 2; without grouping output t is worker t % 2's batch t // 2."""
+    from mantis_data.loading.loader import in_plan_order
+
+    per_worker = {w: [(w, m) for m in range(6)] for w in range(2)}
+    items = [per_worker[i % 2][(i // 2) * 3 : (i // 2) * 3 + 3] for i in range(4)]  # 3 batches per item
+    assert list(in_plan_order(iter(items), 2)) == [(t % 2, t // 2) for t in range(12)]
+    assert list(in_plan_order(iter(items[:3]), 2)) == [(t % 2, t // 2) for t in range(6)]  # stopped workers
+
+
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_epochs_run_on_without_restarts_and_match_fresh_loaders(loader_release, fmt):
     """Workers carry on into the next epoch (no restart bubble); each epoch equals a fresh loader's."""

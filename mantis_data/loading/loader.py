@@ -38,7 +38,10 @@ def in_plan_order(items: Iterator, workers: int) -> Iterator:
     worker gives the next ``k * workers`` outputs.
     """
     while True:
-        groups = [next(items) for _ in range(workers)]
+        try:
+            groups = [next(items) for _ in range(workers)]
+        except StopIteration:  # workers that stopped: the caller reports it
+            return
         for m in range(len(groups[0])):
             for group in groups:
                 yield group[m]
