@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +70,24 @@ def as_tensors(batch: dict) -> dict:
 # workers fall back to fresh shared memory for the next ones. No slot is ever reused while referenced.
 # --------------------------------------------------------------------------------------------------
 
+SHM_DIR = Path("/dev/shm")
+"""Where Linux keeps POSIX shared memory (torch's shared storages live there)."""
+
+
+def check_shared_memory(need: int, what: str) -> None:
+    """Raise ``MantisDataError`` when ``SHM_DIR`` has fewer than ``need`` bytes free (a full /dev/shm
+    otherwise kills the workers with SIGBUS mid-epoch). No check where there is no /dev/shm."""
+    if not SHM_DIR.is_dir():
+        return
+    free = shutil.disk_usage(SHM_DIR).free
+    if need > free:
+        raise MantisDataError(
+            f"{what} need {need / 1e9:.2f} GB of shared memory, but {SHM_DIR} has {free / 1e9:.2f} GB free: "
+            "lower shared_slots, prefetch_factor, handoff, num_workers or batch_size, or give the machine more "
+            "(Docker: --shm-size=8g)"
+        )
+
+
 _POOLS: weakref.WeakValueDictionary[int, SlotPool] = weakref.WeakValueDictionary()
 """Pools of this process by id (a pool lives as long as its loader)."""
 
@@ -85,6 +105,7 @@ class SlotPool:
             self.layout[name] = (tuple(shape), dtype, off)
             off += (math.prod(shape) * itemsize * self.batch_size + 63) // 64 * 64
         self.slot_bytes = off
+        check_shared_memory(self.workers * self.slots * off, f"{self.workers} worker(s) x {self.slots} batch slot(s)")
         self.storages = [torch.UntypedStorage._new_shared(max(1, self.slots * off)) for _ in range(self.workers)]
         self.flags = torch.zeros((self.workers, self.slots), dtype=torch.int8).share_memory_()
         self.wait_s = 0.05
