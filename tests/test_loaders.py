@@ -348,7 +348,7 @@ def test_too_little_shared_memory_is_a_clear_error_before_any_worker_starts(load
     if not SHM_DIR.is_dir():
         pytest.skip(f"no {SHM_DIR} on this system")
     free = shutil.disk_usage(SHM_DIR).free
-    slots = free // (2 * 64 * 590_000) + 1  # 64 full samples per slot: more than /dev/shm holds
+    slots = 2 * (free // (64 * 590_000))  # 64 full samples per slot: each worker's slots alone twice the free space
     with pytest.raises(MantisDataError, match=r"GB of shared memory, but /dev/shm has .* GB free: lower shared_slots"):
         make_loader(loader_release, "train", batch_size=64, num_workers=2, shared_slots=int(slots))
     assert shutil.disk_usage(SHM_DIR).free >= free - 50_000_000  # nothing was allocated
