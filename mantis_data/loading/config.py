@@ -39,7 +39,7 @@ class LoaderConfig:
       batches). Each item costs the DataLoader two queue hand-offs; grouping batches amortises them. The
       order of batches, and so resuming, does not depend on it. ``prefetch_factor`` counts these items
       (None for the tar format: 512 samples in flight per worker, 2 to 8 items). Measured with
-      ``benchmarks/loader.py`` (2 workers, 2 cores): batch 32 from 0.74x the ceiling (1 batch per item,
+      ``benchmarks/loader_handoff.py`` (2 workers, 2 cores): batch 32 from 0.74x the ceiling (1 batch per item,
       2 in flight) to 1.00x (4 per item, 4 items); batch 64 from 0.67x to 0.83x (4 per item, 2 items).
     shared_slots: batch-sized shared-memory slots per worker (None: handoff * (prefetch_factor + 1) + 2,
       about 0.6 MB per raw sample: 0.4 to 0.8 GB per worker with the automatic settings; 0: off).
