@@ -214,9 +214,10 @@ def bench_ceiling(ctx, workers: int, threads: int) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def ours(ctx, workers: int, fmt: str):
+def ours(ctx, workers: int, fmt: str, **options):
+    """Our loader in ``fmt`` (``options``: further ``make_loader`` settings, e.g. handoff)."""
     loader = make_loader(ctx.root, ctx.split, format=fmt, batch_size=ctx.batch_size, order="shuffle",
-                         num_workers=workers, drop_last=False)
+                         num_workers=workers, drop_last=False, **options)
 
     def epochs(e):
         loader.set_epoch(e)

@@ -10,6 +10,7 @@ paths, the ceiling and the per-sample checksums are those of ``benchmarks/loader
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,21 +19,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loader as bench  # noqa: E402  (benchmarks/loader.py: Ctx, Runner, the ceiling)
-
-from mantis_data.loading import make_loader  # noqa: E402
-from mantis_data.schema import IMAGE_FIELDS  # noqa: E402
-
-
-def ours(ctx, workers: int, handoff: int, prefetch: int):
-    """Our tar path with ``handoff`` batches per item and ``prefetch`` items in flight per worker."""
-    loader = make_loader(ctx.root, ctx.split, batch_size=ctx.batch_size, order="shuffle", num_workers=workers,
-                         drop_last=False, handoff=handoff, prefetch_factor=prefetch)
-
-    def epochs(e):
-        loader.set_epoch(e)
-        return loader
-
-    return epochs, lambda b: (b["target_id"], [b[f] for f in IMAGE_FIELDS]), loader
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, bench.available_cores() - args.workers))
     ctx = bench.Ctx(args.release, args.split, args.batch_size, args.seconds)
     try:
-        runners = {f"handoff {k}, prefetch {p}": bench.Runner(ctx, lambda k=k, p=p: ours(ctx, args.workers, k, p))
+        runners = {f"handoff {k}, prefetch {p}": bench.Runner(ctx, lambda k=k, p=p: bench.ours(ctx, args.workers, "webdataset", handoff=k, prefetch_factor=p))
                    for k, p in settings}
         best = dict.fromkeys(["ceiling", *runners], 0.0)
         for _ in range(args.repeat):
@@ -61,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             check = runners[name].check if name in runners else ""
             print(f"  {name:24s} {rate:9.0f} samples/s  {rate / best['ceiling']:5.2f}x ceiling  {check}")
     finally:
-        bench.shutil.rmtree(ctx.tmp, ignore_errors=True)
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
     return 0
 
 

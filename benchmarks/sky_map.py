@@ -24,15 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mantis_data import plots  # noqa: E402
 
+ADAPTIVE_RASTER = plots._raster
 SURVEYS = ("sdss", "desi", "gama", "vvds", "vipers", "6dfgs", "deep2", "wigglez")
 
 
 def fixed_raster(nside: int):
     """The raster before: 0.5 deg cells whatever the HEALPix resolution (the baseline)."""
-    lon = np.linspace(-np.pi, np.pi, 721)
-    lat = np.linspace(-np.pi / 2, np.pi / 2, 361)
-    lon_c, lat_c = np.meshgrid(0.5 * (lon[1:] + lon[:-1]), 0.5 * (lat[1:] + lat[:-1]))
-    return lon, lat, np.mod(plots.RA_CENTRE - np.degrees(lon_c), 360.0), np.degrees(lat_c)
+    return ADAPTIVE_RASTER(nside, step_deg=0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     ra, dec = rng.uniform(0, 360, args.n), np.degrees(np.arcsin(rng.uniform(-0.5, 1, args.n)))
     survey = rng.choice(SURVEYS, args.n, p=np.array([40, 30, 8, 5, 5, 4, 4, 4]) / 100)
-    adaptive = plots._raster
+    adaptive = ADAPTIVE_RASTER
     tmp = Path(tempfile.mkdtemp(prefix="mantis-bench-sky-"))
     best = {"fixed 0.5 deg (before)": np.inf, "HEALPix-following (ours)": np.inf}
     try:

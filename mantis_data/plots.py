@@ -81,16 +81,18 @@ def auto_nside(n: int) -> int:
     return 2 ** int(min(max(k, 2), 7))
 
 
-def _raster(nside: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _raster(nside: int, step_deg: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The lon/lat raster (cell edges in radians; cell-centre RA and Dec in degrees) a HEALPix map of
-    ``nside`` is sampled on for pcolormesh on Mollweide axes: a quarter of a HEALPix pixel, 0.5 to 2 deg.
+    ``nside`` is sampled on for pcolormesh on Mollweide axes: cells of ``step_deg`` degrees, by default
+    a quarter of a HEALPix pixel, 0.5 to 2 deg.
 
     Agg transforms every cell through the Mollweide projection: the fixed 0.5 deg raster drawn before
     (259,200 cells per panel) took ~4 s per sky map of a small release; at nside 8 this one has 16x fewer.
     """
-    pixel_deg = math.degrees(math.sqrt(4 * math.pi / (12 * nside**2)))
-    step = min(2.0, max(0.5, pixel_deg / 4))
-    n_lon = int(round(360 / step))
+    if step_deg is None:
+        pixel_deg = math.degrees(math.sqrt(4 * math.pi / (12 * nside**2)))
+        step_deg = min(2.0, max(0.5, pixel_deg / 4))
+    n_lon = int(round(360 / step_deg))
     lon = np.linspace(-np.pi, np.pi, n_lon + 1)
     lat = np.linspace(-np.pi / 2, np.pi / 2, n_lon // 2 + 1)
     lon_c, lat_c = np.meshgrid(0.5 * (lon[1:] + lon[:-1]), 0.5 * (lat[1:] + lat[:-1]))

@@ -45,6 +45,8 @@ def test_automatic_handoff_and_prefetch_keep_512_samples_in_flight():
     assert [c.resolved_prefetch(c.resolved_handoff()) for c in configs] == [8, 4, 2, 2, 2, 2, 2]
     assert LoaderConfig(batch_size=8, handoff=3).resolved_handoff() == 3
     assert LoaderConfig(batch_size=8, prefetch_factor=3).resolved_prefetch(4) == 3
+    parquet = LoaderConfig(format="parquet", batch_size=8)  # map-style: one batch per item, DataLoader's prefetch
+    assert (parquet.resolved_handoff(), parquet.resolved_prefetch(1)) == (1, 2)
 
 
 def test_package_exports_its_public_api():

@@ -102,15 +102,21 @@ class LoaderConfig:
             object.__setattr__(self, "copy_threads", int(self.copy_threads))
 
     def resolved_handoff(self) -> int:
-        """Batches per DataLoader item: ``handoff``, or 256 samples' worth (1 to 4 batches) when None."""
+        """Batches per DataLoader item: 1 for Parquet; ``handoff``, or 256 samples' worth (1 to 4 batches)
+        when None, for tar."""
+        if self.format != "webdataset":
+            return 1
         if self.handoff is not None:
             return self.handoff
         return max(1, min(HANDOFF_MAX_BATCHES, HANDOFF_SAMPLES // self.batch_size))
 
     def resolved_prefetch(self, handoff: int) -> int:
-        """DataLoader items in flight per worker: ``prefetch_factor``, or 512 samples' worth (2 to 8 items)."""
+        """DataLoader items in flight per worker: ``prefetch_factor``, or when None DataLoader's 2 for
+        Parquet and 512 samples' worth (2 to 8 items) for tar."""
         if self.prefetch_factor is not None:
             return self.prefetch_factor
+        if self.format != "webdataset":
+            return 2
         return max(2, min(8, IN_FLIGHT_SAMPLES // (handoff * self.batch_size)))
 
     def replace(self, **changes: Any) -> LoaderConfig:

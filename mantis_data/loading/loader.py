@@ -223,11 +223,8 @@ def make_loader(
         kwargs["persistent_workers"] = True if config.persistent_workers is None else config.persistent_workers
         if multiprocessing_context is not None:
             kwargs["multiprocessing_context"] = multiprocessing_context
-        if config.format == "webdataset":
-            handoff = config.resolved_handoff()
-            prefetch = config.resolved_prefetch(handoff)
-        else:
-            handoff, prefetch = 1, config.prefetch_factor or 2
+        handoff = config.resolved_handoff()
+        prefetch = config.resolved_prefetch(handoff)
         dataset.handoff = handoff
         kwargs["prefetch_factor"] = prefetch
         # a worker fills `handoff` slots per DataLoader item, `prefetch` items per worker are in flight,
